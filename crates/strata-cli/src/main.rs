@@ -1,0 +1,403 @@
+//! `strata`: one binary for serving and administering Strata.
+//!
+//! `serve` runs the HTTP API; `demo` sets up a demo tenant with the HR data and serves it;
+//! `tenant`, `dataset` and `load` administer storage directly (no server needed). Every flag has
+//! a `STRATA_*` environment variable, so the same binary configures cleanly in containers.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use strata_domain::dataset::{DatasetDef, Format};
+use strata_domain::secret::Secret;
+use strata_domain::tenant::TenantId;
+use strata_store::ingest::spawn_csv_reader;
+use strata_store::{LoadReport, Store, StoreConfig};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Strata: a multi-tenant data platform in one binary")]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Directory for the embedded SQLite storage (used when no database URL is given).
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data", global = true)]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://user@host/db); when set, everything is stored there.
+    #[arg(long, env = "STRATA_DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Maximum PostgreSQL connections per process.
+    #[arg(long, env = "STRATA_PG_POOL_SIZE", default_value_t = 16, global = true)]
+    pg_pool_size: usize,
+}
+
+impl StorageArgs {
+    fn config(&self) -> StoreConfig {
+        match &self.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: Secret::new(url.clone()),
+                pool_size: self.pg_pool_size,
+            },
+            None => StoreConfig::Sqlite {
+                data_dir: self.data_dir.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Create the `demo` tenant with the HR dataset, load the bundled CSV files, print the API
+    /// key and the URLs, and serve.
+    Demo(ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's datasets (its data dictionary).
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Load a header-less CSV file into a table, validating every row.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "STRATA_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Log format: json (one JSON object per line) or pretty.
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Create a tenant and print its API key (only the key, so scripts can capture it).
+    Create {
+        /// Lowercase DNS label, at most 51 characters.
+        id: String,
+        /// A built-in dataset to install (available: hr).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Print a JSON object instead of the bare key.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue another API key for a tenant (keys are stored only as hashes).
+    Key {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCmd {
+    /// Add or confirm a dataset from a TOML, YAML or JSON definition file.
+    Apply {
+        #[arg(long, env = "STRATA_TENANT")]
+        tenant: String,
+        file: PathBuf,
+    },
+    /// List the tenant's tables and columns.
+    Tables {
+        #[arg(long, env = "STRATA_TENANT")]
+        tenant: String,
+    },
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[arg(long, env = "STRATA_TENANT")]
+    tenant: String,
+    #[arg(long)]
+    table: String,
+    /// The CSV file (`-` reads standard input).
+    file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging(to_stdout: bool, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if to_stdout { "info" } else { "warn" }));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if to_stdout {
+        if format == "pretty" {
+            builder.with_writer(std::io::stdout).init();
+        } else {
+            builder.json().flatten_event(true).with_current_span(false).with_writer(std::io::stdout).init();
+        }
+    } else {
+        builder.with_writer(std::io::stderr).init();
+    }
+}
+
+fn parse_tenant(id: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(id).map_err(|e| anyhow::anyhow!("invalid tenant id {id:?}: {e}"))
+}
+
+#[tokio::main]
+async fn main() {
+    // Behave like other Unix tools when piped into `head`: exit quietly on a closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(a) | Command::Demo(a) => init_logging(true, &a.log_format),
+        _ => init_logging(false, "pretty"),
+    }
+    let config = cli.storage.config();
+    let store = Store::open(&config)
+        .await
+        .with_context(|| format!("cannot open storage {config:?}"))?;
+    match cli.command {
+        Command::Serve(a) => serve(store, a, &config).await,
+        Command::Demo(a) => demo(store, a, &config).await,
+        Command::Tenant(cmd) => tenant(store, cmd).await,
+        Command::Dataset(cmd) => dataset(store, cmd).await,
+        Command::Load(a) => load(store, a).await,
+    }
+}
+
+async fn serve(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Result<()> {
+    let app = strata_http::startup::Application::build(a.http_addr, store)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.http_addr))?;
+    tracing::info!(http_addr = %app.local_addr(), storage = ?config, "strata listening");
+    app.run_until(strata_http::startup::shutdown_signal()).await?;
+    tracing::info!("strata stopped");
+    Ok(())
+}
+
+const HR_FILES: [(&str, &[u8]); 3] = [
+    ("departments", include_bytes!("../../../data/hr/departments.csv")),
+    ("jobs", include_bytes!("../../../data/hr/jobs.csv")),
+    ("employees", include_bytes!("../../../data/hr/employees.csv")),
+];
+
+async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Result<()> {
+    let id = TenantId::parse("demo").unwrap();
+    // A key is shown only once, so a rerun issues a fresh one rather than failing.
+    let key = if store.tenant_exists(&id).await? {
+        store.create_api_key(&id).await?
+    } else {
+        store.create_tenant(&id).await?
+    };
+    store.apply_dataset(&id, &strata_domain::hr::definition()).await?;
+    let mut summary = Vec::new();
+    for (table, bytes) in HR_FILES {
+        let t = store.table(&id, table).await?;
+        let chunks = spawn_csv_reader(bytes, Arc::new(t.clone()), Arc::new(AtomicU64::new(0)));
+        let r = store.load(&id, &t, chunks).await?;
+        summary.push(format!(
+            "{table}: {} inserted, {} unchanged, {} rejected",
+            r.inserted, r.unchanged, r.rejected
+        ));
+    }
+    let base = format!("http://{}", a.http_addr);
+    eprintln!(
+        "\nStrata demo is ready (storage: {config:?}).\n  {}\n\n  API key:  {}\n  API docs: {base}/docs\n  Tables:   curl -H 'Authorization: Bearer {}' {base}/v1/tables\n",
+        summary.join("\n  "),
+        key.plaintext.expose(),
+        key.plaintext.expose()
+    );
+    serve(store, a, config).await
+}
+
+async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Create { id, dataset, json } => {
+            let tid = parse_tenant(&id)?;
+            let def = match dataset.as_deref() {
+                None => None,
+                Some("hr") => Some(strata_domain::hr::definition()),
+                Some(other) => bail!("unknown built-in dataset {other:?} (available: hr); use `strata dataset apply` for your own"),
+            };
+            let key = store.create_tenant(&tid).await?;
+            if let Some(def) = def {
+                store.apply_dataset(&tid, &def).await?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant": tid.as_str(), "api_key": key.plaintext.expose(),
+                        "key_prefix": key.display_prefix, "dataset": dataset})
+                );
+            } else {
+                println!("{}", key.plaintext.expose());
+            }
+        }
+        TenantCmd::Key { id, json } => {
+            let tid = parse_tenant(&id)?;
+            let key = store.create_api_key(&tid).await?;
+            if json {
+                println!("{}", serde_json::json!({"tenant": tid.as_str(), "api_key": key.plaintext.expose(), "key_prefix": key.display_prefix}));
+            } else {
+                println!("{}", key.plaintext.expose());
+            }
+        }
+        TenantCmd::List { json } => {
+            let tenants = store.list_tenants().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                for t in tenants {
+                    println!("{}\t{}", t.id, t.created_at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn dataset(store: Store, cmd: DatasetCmd) -> anyhow::Result<()> {
+    match cmd {
+        DatasetCmd::Apply { tenant, file } => {
+            let tid = parse_tenant(&tenant)?;
+            let name = file.to_string_lossy().to_string();
+            let format = Format::from_path(&name)
+                .ok_or_else(|| anyhow::anyhow!("{name}: use a .toml, .yaml, .yml or .json file"))?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {name}"))?;
+            let def = DatasetDef::parse(&text, format).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let r = store.apply_dataset(&tid, &def).await?;
+            if r.changed {
+                println!(
+                    "dataset {} is at version {}; created tables: {}",
+                    r.dataset,
+                    r.version,
+                    if r.created_tables.is_empty() { "none".to_string() } else { r.created_tables.join(", ") }
+                );
+            } else {
+                println!("dataset {} is already at version {} with this definition; nothing changed", r.dataset, r.version);
+            }
+        }
+        DatasetCmd::Tables { tenant } => {
+            let tid = parse_tenant(&tenant)?;
+            for t in store.tables(&tid).await? {
+                println!("{} (dataset {}, key {})", t.name, t.dataset, t.pk_column().name);
+                for c in &t.columns {
+                    let fk = c.references.as_ref().map(|r| format!(" -> {}.{}", r.table, r.column)).unwrap_or_default();
+                    println!("  {:<24} {:<9}{}{}", c.name, c.ty.to_string(), if c.required { " required" } else { "" }, fk);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
+    let tid = parse_tenant(&a.tenant)?;
+    let table = store.table(&tid, &a.table).await?;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (reader, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if a.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .with_context(|| format!("cannot open {}", a.file.display()))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), size)
+    };
+    let chunks = spawn_csv_reader(reader, Arc::new(table.clone()), bytes.clone());
+
+    // A progress bar on a terminal; nothing when output is piped.
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = match size {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} loading {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            )
+            .unwrap()
+            .progress_chars("=> "),
+        );
+        bar.set_message(table.name.clone());
+        Some(bar)
+    } else {
+        None
+    };
+    let ticker = bar.clone().map(|bar| {
+        let bytes = bytes.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(bytes.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let result = store.load(&tid, &table, chunks).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(())
+}
+
+fn print_summary(r: &LoadReport) {
+    println!(
+        "{}: {} rows read, {} inserted, {} unchanged, {} rejected in {:.2}s (load {})",
+        r.table,
+        r.rows_read,
+        r.inserted,
+        r.unchanged,
+        r.rejected,
+        r.duration_ms as f64 / 1000.0,
+        r.load_id
+    );
+    for e in r.errors.iter().take(10) {
+        let reasons: Vec<String> = e
+            .errors
+            .iter()
+            .map(|f| match &f.column {
+                Some(c) => format!("{c}: {}", f.reason),
+                None => f.reason.clone(),
+            })
+            .collect();
+        println!("  line {}: {}", e.line.unwrap_or(0), reasons.join("; "));
+    }
+    if r.rejected > 10 {
+        println!(
+            "  ... {} more; every rejected row is in the rejection log (GET /v1/tables/{}/rejections)",
+            r.rejected - 10,
+            r.table
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! Strata's HTTP API.
+//!
+//! A guided tour:
+//!
+//! * [`startup`]: [`startup::Application`] binds the listener (port 0 in tests), builds the
+//!   router and serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
+//! * [`routes`]: one router per feature (`health`, `tables`, `datasets`, `ingest`, `rows`,
+//!   `docs`), merged in one place, [`routes::router`].
+//! * [`error`]: the one API error type. Every failure becomes
+//!   `{"error": {"code", "message", "details"}}` with the status its code's kind implies.
+//! * [`auth`]: the `Authorization: Bearer <key>` extractor every `/v1` handler takes, so a
+//!   handler cannot forget authentication and always works inside the caller's tenant.
+//! * [`telemetry`]: request metrics and logs, and the Prometheus recorder.
+//!
+//! Handlers parse and authorise, then call `strata-store`; they hold no business rules.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+use strata_store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}

@@ -1,0 +1,311 @@
+//! The ingest pipeline shared by the CSV load and the batch API.
+//!
+//! Stage 1 (pure, on a reader thread for loads): split records, check types and limits, giving
+//! [`Candidate`]s. Stage 2 (a backend, inside a transaction): check foreign keys against the
+//! data, insert, and sort out rows whose key already exists: identical rows are `unchanged`
+//! (so loading a file twice changes nothing), different ones are rejected as duplicates.
+//! Rejected rows go to the rejection log in the same transaction as the accepted ones.
+
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use strata_domain::csv::{split_fields, RecordReader};
+use strata_domain::dataset::Table;
+use strata_domain::validate::{validate_fields, RowResult};
+use strata_domain::value::{FieldError, Reason, Value};
+use tokio::sync::mpsc;
+
+/// Rows per chunk handed from the reader thread to the writer: large enough to amortise a
+/// round trip, small enough to keep memory flat.
+pub const CHUNK_ROWS: usize = 4096;
+/// How many rejected rows a load report quotes (all of them are in the rejection log).
+pub const REPORT_SAMPLE: usize = 100;
+
+/// A row on its way in, already type-checked.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// 1-based line in a CSV input.
+    pub line: Option<u64>,
+    /// 0-based position in the request or file.
+    pub index: usize,
+    /// What was sent, for the rejection log.
+    pub raw: String,
+    pub result: RowResult,
+}
+
+/// A chunk of candidates, or the reason the input broke off.
+pub type Chunk = std::result::Result<Vec<Candidate>, String>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOutcome {
+    Inserted,
+    Unchanged,
+    Rejected(Vec<FieldError>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RowErrors {
+    /// 0-based index of the row in the request or file.
+    pub row: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub load_id: String,
+    pub table: String,
+    pub rows_read: u64,
+    pub inserted: u64,
+    /// Rows whose key already held exactly these values.
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub duration_ms: u64,
+    /// The first rejected rows; the rejection log has all of them.
+    pub errors: Vec<RowErrors>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub batch_id: String,
+    /// Rows now present as sent: inserted, or already there with identical values.
+    pub accepted: u64,
+    pub rejected: u64,
+    /// How many of the accepted rows were already present, identical.
+    pub unchanged: u64,
+    pub errors: Vec<RowErrors>,
+}
+
+/// One entry of the rejection log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    pub id: i64,
+    pub table: String,
+    /// `load` or `batch`.
+    pub source: String,
+    /// The load or batch id.
+    pub source_id: String,
+    pub line: Option<u64>,
+    pub row: Option<u64>,
+    pub raw: String,
+    pub errors: serde_json::Value,
+    pub created_at: String,
+}
+
+/// A rejected row ready to be written to the log.
+pub(crate) struct RejectionRow {
+    pub line: Option<i64>,
+    pub row: i64,
+    pub raw: String,
+    pub errors: String,
+}
+
+/// Counts outcomes and keeps what the report and the log need.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub rows: u64,
+    pub inserted: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub sample: Vec<RowErrors>,
+    pub sample_limit: usize,
+}
+
+impl Tally {
+    pub fn new(sample_limit: usize) -> Self {
+        Self {
+            sample_limit,
+            ..Default::default()
+        }
+    }
+
+    /// Records an outcome; returns the log entry for a rejection.
+    pub fn record(&mut self, c: &Candidate, outcome: RowOutcome) -> Option<RejectionRow> {
+        self.rows += 1;
+        match outcome {
+            RowOutcome::Inserted => {
+                self.inserted += 1;
+                None
+            }
+            RowOutcome::Unchanged => {
+                self.unchanged += 1;
+                None
+            }
+            RowOutcome::Rejected(errors) => {
+                self.rejected += 1;
+                let json = serde_json::to_string(&errors).unwrap_or_else(|_| "[]".into());
+                if self.sample.len() < self.sample_limit {
+                    self.sample.push(RowErrors {
+                        row: c.index,
+                        line: c.line,
+                        errors,
+                    });
+                }
+                Some(RejectionRow {
+                    line: c.line.map(|l| l as i64),
+                    row: c.index as i64,
+                    raw: c.raw.clone(),
+                    errors: json,
+                })
+            }
+        }
+    }
+
+    pub fn into_load_report(self, load_id: String, table: &str) -> LoadReport {
+        LoadReport {
+            load_id,
+            table: table.to_string(),
+            rows_read: self.rows,
+            inserted: self.inserted,
+            unchanged: self.unchanged,
+            rejected: self.rejected,
+            duration_ms: 0,
+            errors: self.sample,
+        }
+    }
+
+    pub fn into_batch_report(self, batch_id: String) -> BatchReport {
+        BatchReport {
+            batch_id,
+            accepted: self.inserted + self.unchanged,
+            rejected: self.rejected,
+            unchanged: self.unchanged,
+            errors: self.sample,
+        }
+    }
+}
+
+pub(crate) fn unknown_fk(table: &Table, col: usize, value: &Value) -> FieldError {
+    let c = &table.columns[col];
+    let parent = c.references.as_ref().map(|r| r.table.as_str()).unwrap_or("?");
+    FieldError {
+        column: Some(c.name.clone()),
+        code: Reason::UnknownForeignKey,
+        reason: format!(
+            "{} {} does not exist in table {parent}",
+            c.name,
+            value.to_text()
+        ),
+    }
+}
+
+pub(crate) fn duplicate_key(table: &Table, key: &Value) -> FieldError {
+    let c = table.pk_column();
+    FieldError {
+        column: Some(c.name.clone()),
+        code: Reason::DuplicateKey,
+        reason: format!(
+            "{} {} already exists with different values",
+            c.name,
+            key.to_text()
+        ),
+    }
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub(crate) fn record_metrics(table: &str, accepted: u64, rejected: u64) {
+    metrics::counter!("strata_rows_accepted_total", "table" => table.to_string()).increment(accepted);
+    metrics::counter!("strata_rows_rejected_total", "table" => table.to_string()).increment(rejected);
+}
+
+/// Turns one raw CSV record into a candidate.
+pub fn candidate_from_record(
+    table: &Table,
+    index: usize,
+    rec: &strata_domain::csv::RawRecord,
+) -> Candidate {
+    let raw = rec.raw_text();
+    let result = if rec.oversized {
+        Err(vec![FieldError {
+            column: None,
+            code: Reason::MalformedRecord,
+            reason: format!(
+                "record is longer than {} bytes (an unclosed quote?)",
+                strata_domain::csv::MAX_RECORD_BYTES
+            ),
+        }])
+    } else {
+        match split_fields(&rec.raw) {
+            Ok(fields) => validate_fields(table, &fields),
+            Err(msg) => Err(vec![FieldError {
+                column: None,
+                code: if msg.contains("UTF-8") {
+                    Reason::InvalidEncoding
+                } else {
+                    Reason::MalformedRecord
+                },
+                reason: msg,
+            }]),
+        }
+    };
+    Candidate {
+        line: Some(rec.line),
+        index,
+        raw,
+        result,
+    }
+}
+
+/// Reads CSV on a thread of its own and hands type-checked chunks to the writer, so parsing
+/// and writing overlap. `bytes` counts input consumed, for progress bars.
+pub fn spawn_csv_reader<R: Read + Send + 'static>(
+    input: R,
+    table: Arc<Table>,
+    bytes: Arc<AtomicU64>,
+) -> mpsc::Receiver<Chunk> {
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    std::thread::Builder::new()
+        .name("strata-csv-reader".into())
+        .spawn(move || {
+            let mut reader = RecordReader::new(BufReader::with_capacity(256 * 1024, input));
+            let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+            let mut index = 0usize;
+            loop {
+                match reader.next_record() {
+                    Ok(Some(rec)) => {
+                        chunk.push(candidate_from_record(&table, index, &rec));
+                        index += 1;
+                        if chunk.len() == CHUNK_ROWS {
+                            bytes.store(reader.bytes_read(), Ordering::Relaxed);
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                            if tx.blocking_send(Ok(full)).is_err() {
+                                return; // the writer gave up
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+            bytes.store(reader.bytes_read(), Ordering::Relaxed);
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+        })
+        .expect("spawn the CSV reader thread");
+    rx
+}
+
+/// Parses an in-memory CSV body (a batch) into candidates.
+pub fn candidates_from_csv(table: &Table, body: &[u8]) -> std::io::Result<Vec<Candidate>> {
+    let mut reader = RecordReader::new(body);
+    let mut out = Vec::new();
+    while let Some(rec) = reader.next_record()? {
+        out.push(candidate_from_record(table, out.len(), &rec));
+    }
+    Ok(out)
+}
+
+/// Two rows hold the same data.
+pub(crate) fn same_values(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}

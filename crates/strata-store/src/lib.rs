@@ -1,0 +1,427 @@
+//! Storage for Strata: the control plane and every tenant's data, on SQLite or PostgreSQL.
+//!
+//! A guided tour:
+//!
+//! * [`Store`] is the entry point. [`Store::open`] picks the backend from the configuration:
+//!   SQLite files under a data directory (the embedded default) or a PostgreSQL database.
+//! * The **control plane** (tenants, API-key hashes) lives apart from tenant data: `control.db`
+//!   or the `strata_control` schema.
+//! * **Tenants are isolated physically**: each has its own SQLite file (`tenants/<id>.db`) or its
+//!   own PostgreSQL schema (`tenant_<id>`). Tenant ids are validated DNS labels, so they are safe
+//!   in paths and identifiers; every SQL identifier is quoted as well.
+//! * Each tenant's storage holds its tables plus Strata's bookkeeping, all prefixed `_strata_`:
+//!   the data dictionary (`_strata_datasets`), the rejection log (`_strata_rejections`), ingest
+//!   history (`_strata_ingests`) and idempotency records (`_strata_idempotency`).
+//! * [`ingest`] is the pipeline shared by the CSV load and the batch API: records are parsed and
+//!   type-checked on a reader thread ([`ingest::spawn_csv_reader`]), then each backend checks
+//!   foreign keys and duplicate keys against the data and writes rows and rejections in one
+//!   transaction. A load is one transaction, so a crash leaves the table as it was.
+//! * [`sqlite`] and [`postgres`] are the two backends. They share the pipeline's types and differ
+//!   where the databases differ: SQLite works row by row on a dedicated thread with prepared
+//!   statements; PostgreSQL works set-based, a chunk of rows per round trip.
+
+pub mod cursor;
+pub mod ingest;
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use strata_domain::dataset::{DatasetDef, DatasetError, Table};
+use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::value::Value;
+use strata_domain::ErrorCode;
+use tokio::sync::mpsc;
+
+pub use ingest::{BatchReport, Candidate, LoadReport, Rejection};
+
+/// Where the data lives.
+#[derive(Clone)]
+pub enum StoreConfig {
+    Sqlite { data_dir: PathBuf },
+    Postgres { url: strata_domain::secret::Secret<String>, pool_size: usize },
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Sqlite { data_dir } => write!(f, "sqlite:{}", data_dir.display()),
+            StoreConfig::Postgres { url, .. } => {
+                write!(f, "{}", strata_domain::secret::redact_url(url.expose()))
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    #[error("tenant {0:?} does not exist")]
+    TenantNotFound(String),
+    #[error("table {0:?} does not exist")]
+    TableNotFound(String),
+    #[error(transparent)]
+    InvalidDataset(#[from] DatasetError),
+    #[error("{0}")]
+    DatasetConflict(String),
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the input could not be read to the end: {0}")]
+    Input(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("database error")]
+    Database(#[source] anyhow::Error),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::TenantExists(_) => ErrorCode::TenantExists,
+            StoreError::TenantNotFound(_) => ErrorCode::TenantNotFound,
+            StoreError::TableNotFound(_) => ErrorCode::TableNotFound,
+            StoreError::InvalidDataset(_) => ErrorCode::InvalidDataset,
+            StoreError::DatasetConflict(_) => ErrorCode::DatasetConflict,
+            StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            StoreError::Input(_) => ErrorCode::MalformedBody,
+            StoreError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
+            StoreError::Database(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::DiskFull
+                ) =>
+            {
+                StoreError::Unavailable(e.into())
+            }
+            _ => StoreError::Database(e.into()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() || e.as_db_error().is_none() {
+            StoreError::Unavailable(e.into())
+        } else {
+            StoreError::Database(e.into())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(e.into())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A tenant as the control plane knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantInfo {
+    pub id: String,
+    pub created_at: String,
+}
+
+/// What applying a dataset did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub dataset: String,
+    pub version: i64,
+    pub created_tables: Vec<String>,
+    /// False when the definition was already in place: applying is idempotent.
+    pub changed: bool,
+}
+
+/// A dataset as stored, with its version (bumped by every change).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredDataset {
+    pub name: String,
+    pub version: i64,
+    pub applied_at: String,
+    pub definition: DatasetDef,
+}
+
+/// An idempotency key and the fingerprint of the request that carried it.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// The result of a batch: fresh, or the stored answer to an earlier identical request.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    Fresh(BatchReport),
+    Replayed(String),
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::SqliteStore>),
+    Postgres(Arc<postgres::PgStore>),
+}
+
+/// The storage facade every protocol and command goes through.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($b) => $e,
+            Backend::Postgres($b) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (and on first use creates) the control plane.
+    pub async fn open(config: &StoreConfig) -> Result<Self> {
+        let backend = match config {
+            StoreConfig::Sqlite { data_dir } => {
+                Backend::Sqlite(Arc::new(sqlite::SqliteStore::open(data_dir.clone()).await?))
+            }
+            StoreConfig::Postgres { url, pool_size } => {
+                Backend::Postgres(Arc::new(postgres::PgStore::open(url.expose(), *pool_size).await?))
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip to the database, for `/ready`.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self, b => b.ping().await)
+    }
+
+    /// Creates a tenant, its isolated storage and a first API key, all or nothing.
+    pub async fn create_tenant(&self, id: &TenantId) -> Result<NewApiKey> {
+        let key = NewApiKey::generate();
+        dispatch!(self, b => b.create_tenant(id, &key).await)?;
+        tracing::info!(tenant = %id, key_prefix = %key.display_prefix, "tenant created");
+        Ok(key)
+    }
+
+    /// Issues another key for an existing tenant (keys are never stored in clear, so a lost
+    /// key is replaced, not recovered).
+    pub async fn create_api_key(&self, id: &TenantId) -> Result<NewApiKey> {
+        let key = NewApiKey::generate();
+        dispatch!(self, b => b.insert_api_key(id, &key).await)?;
+        tracing::info!(tenant = %id, key_prefix = %key.display_prefix, "api key created");
+        Ok(key)
+    }
+
+    /// The tenant owning a key hash, if the key is known and not revoked.
+    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
+        dispatch!(self, b => b.authenticate(hash).await)
+    }
+
+    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
+        dispatch!(self, b => b.tenant_exists(id).await)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
+        dispatch!(self, b => b.list_tenants().await)
+    }
+
+    /// Adds or confirms a dataset. New tables are created; existing tables must be unchanged
+    /// (altering a populated table is a migration, which Strata does not do implicitly).
+    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
+        let report = dispatch!(self, b => b.apply_dataset(tenant, def).await)?;
+        if report.changed {
+            tracing::info!(tenant = %tenant, dataset = %report.dataset, version = report.version,
+                created = ?report.created_tables, "dataset applied");
+        }
+        Ok(report)
+    }
+
+    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
+        dispatch!(self, b => b.datasets(tenant).await)
+    }
+
+    /// Every table of the tenant, compiled, in dataset order.
+    pub async fn tables(&self, tenant: &TenantId) -> Result<Vec<Table>> {
+        let datasets = self.datasets(tenant).await?;
+        compile_datasets(&datasets)
+    }
+
+    pub async fn table(&self, tenant: &TenantId, name: &str) -> Result<Table> {
+        self.tables(tenant)
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| StoreError::TableNotFound(name.chars().take(64).collect()))
+    }
+
+    /// Loads a stream of candidate chunks into a table in one transaction.
+    pub async fn load(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        chunks: mpsc::Receiver<ingest::Chunk>,
+    ) -> Result<LoadReport> {
+        let started = std::time::Instant::now();
+        let mut report = dispatch!(self, b => b.load(tenant, table, chunks).await)?;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        ingest::record_metrics(&table.name, report.inserted + report.unchanged, report.rejected);
+        tracing::info!(tenant = %tenant, table = %table.name, load_id = %report.load_id,
+            rows = report.rows_read, inserted = report.inserted, unchanged = report.unchanged,
+            rejected = report.rejected, duration_ms = report.duration_ms, "load finished");
+        Ok(report)
+    }
+
+    /// Writes one batch (1 to 1000 rows) in one transaction, honouring an idempotency key.
+    pub async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        rows: Vec<Candidate>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<BatchOutcome> {
+        let outcome = dispatch!(self, b => b.ingest_batch(tenant, table, rows, idempotency.clone()).await)?;
+        match &outcome {
+            BatchOutcome::Fresh(r) => {
+                ingest::record_metrics(&table.name, r.accepted, r.rejected);
+                tracing::info!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
+                    accepted = r.accepted, rejected = r.rejected, "batch ingested");
+                for e in &r.errors {
+                    tracing::warn!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
+                        row = e.row, errors = %serde_json::to_string(&e.errors).unwrap_or_default(),
+                        "row rejected");
+                }
+            }
+            BatchOutcome::Replayed(_) => {
+                tracing::info!(tenant = %tenant, table = %table.name,
+                    idempotency_key = %idempotency.as_ref().map(|i| i.key.as_str()).unwrap_or(""),
+                    "batch replayed from idempotency record");
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
+        dispatch!(self, b => b.get_row(tenant, table, key).await)
+    }
+
+    /// Rows in key order after `after`, at most `limit`.
+    pub async fn list_rows(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        after: Option<Value>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        dispatch!(self, b => b.list_rows(tenant, table, after, limit).await)
+    }
+
+    /// Rejections of a table, newest first, with ids below `before`.
+    pub async fn list_rejections(
+        &self,
+        tenant: &TenantId,
+        table: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Rejection>> {
+        dispatch!(self, b => b.list_rejections(tenant, table, before, limit).await)
+    }
+}
+
+/// Compiles stored datasets in the order they were applied, so references to tables of earlier
+/// datasets resolve.
+pub fn compile_datasets(datasets: &[StoredDataset]) -> Result<Vec<Table>> {
+    let mut all: Vec<Table> = Vec::new();
+    for d in datasets {
+        let known = all.clone();
+        let tables = d
+            .definition
+            .check(&|name| known.iter().find(|t| t.name == name).cloned())?;
+        all.extend(tables);
+    }
+    Ok(all)
+}
+
+/// What applying a definition means for a tenant.
+pub(crate) enum Plan {
+    /// The same definition is already in place.
+    Unchanged { version: i64 },
+    /// Record the definition as a new version and create these tables.
+    Apply { create: Vec<Table>, version: i64 },
+}
+
+/// Checks a new or changed dataset against what the tenant already has. Shared by both backends
+/// so they refuse exactly the same changes.
+pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result<Plan> {
+    let others: Vec<StoredDataset> =
+        existing.iter().filter(|d| d.name != def.name).cloned().collect();
+    let other_tables = compile_datasets(&others)?;
+    let compiled = def.check(&|name| other_tables.iter().find(|t| t.name == name).cloned())?;
+    for t in &compiled {
+        if let Some(o) = other_tables.iter().find(|o| o.name == t.name) {
+            return Err(StoreError::DatasetConflict(format!(
+                "table {:?} already belongs to dataset {:?}",
+                t.name, o.dataset
+            )));
+        }
+    }
+    let Some(previous) = existing.iter().find(|d| d.name == def.name) else {
+        return Ok(Plan::Apply { create: compiled, version: 1 });
+    };
+    if previous.definition == *def {
+        return Ok(Plan::Unchanged { version: previous.version });
+    }
+    for old in &previous.definition.tables {
+        match def.tables.iter().find(|t| t.name == old.name) {
+            None => {
+                return Err(StoreError::DatasetConflict(format!(
+                    "dataset {:?} has table {:?}, which the new definition drops; removing tables is not supported",
+                    def.name, old.name
+                )))
+            }
+            Some(new) if new != old => {
+                return Err(StoreError::DatasetConflict(format!(
+                    "table {:?} already exists with a different definition; changing existing tables is not supported (add a new table instead)",
+                    old.name
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let create = compiled
+        .into_iter()
+        .filter(|t| !previous.definition.tables.iter().any(|o| o.name == t.name))
+        .collect();
+    Ok(Plan::Apply { create, version: previous.version + 1 })
+}
+
+/// Quotes an SQL identifier. Names are validated before they get here; quoting is the second
+/// line of defence.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,832 @@
+//! The PostgreSQL backend: the control plane in schema `strata_control`, each tenant in schema
+//! `tenant_<id>`.
+//!
+//! Writes are set-based: a chunk of rows becomes one `INSERT .. SELECT FROM unnest(..)` with
+//! typed arrays, so a load costs a round trip per few thousand rows rather than per row.
+//! Text columns use the "C" collation, so keys and names sort in byte order exactly as they do
+//! on SQLite, whatever the database's default collation.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
+use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::value::Value;
+
+use crate::ingest::{
+    duplicate_key, new_id, same_values, unknown_fk, Candidate, Chunk, LoadReport, RejectionRow,
+    RowOutcome, Tally, REPORT_SAMPLE,
+};
+use crate::{
+    ident, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result,
+    StoreError, StoredDataset, TenantInfo,
+};
+
+/// Serialises schema migrations between processes starting at the same time.
+const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
+
+const CONTROL_SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS strata_control;
+CREATE TABLE IF NOT EXISTS strata_control.tenants (
+    id TEXT PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS strata_control.api_keys (
+    hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES strata_control.tenants(id),
+    prefix TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    revoked_at TIMESTAMPTZ
+);
+";
+
+fn tenant_schema_sql(schema: &str) -> String {
+    format!(
+        "
+CREATE SCHEMA {schema};
+CREATE TABLE {schema}._strata_datasets (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    version BIGINT NOT NULL,
+    definition TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE {schema}._strata_rejections (
+    id BIGSERIAL PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    line BIGINT,
+    row_index BIGINT,
+    raw TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX ON {schema}._strata_rejections (table_name, id);
+CREATE TABLE {schema}._strata_ingests (
+    id TEXT PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rows_read BIGINT NOT NULL,
+    inserted BIGINT NOT NULL,
+    unchanged BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE {schema}._strata_idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"
+    )
+}
+
+/// The quoted schema name of a tenant. Safe: a TenantId is a DNS label of at most 51 chars.
+pub(crate) fn schema_of(t: &TenantId) -> String {
+    ident(&format!("tenant_{}", t.as_str()))
+}
+
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{schema}.{}", ident(name))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Unavailable(anyhow::anyhow!("invalid database URL: {e}"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
+        let store = Self { pool };
+        let mut client = store.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(CONTROL_SCHEMA).await?;
+        tx.commit().await?;
+        Ok(store)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    pub async fn create_tenant(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO strata_control.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&id.as_str()],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::TenantExists(id.to_string()));
+        }
+        // Schema, bookkeeping tables, tenant row and key commit together or not at all.
+        tx.batch_execute(&tenant_schema_sql(&schema_of(id))).await?;
+        tx.execute(
+            "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix) VALUES ($1, $2, $3)",
+            &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_api_key(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix)
+                 SELECT $1, id, $3 FROM strata_control.tenants WHERE id = $2",
+                &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::TenantNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT tenant_id FROM strata_control.api_keys WHERE hash = $1 AND revoked_at IS NULL",
+                &[&hash.as_str()],
+            )
+            .await?;
+        Ok(row.and_then(|r| TenantId::parse(r.get::<_, &str>(0)).ok()))
+    }
+
+    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM strata_control.tenants WHERE id = $1)",
+                &[&id.as_str()],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, created_at FROM strata_control.tenants ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TenantInfo {
+                id: r.get(0),
+                created_at: rfc3339(r.get(1)),
+            })
+            .collect())
+    }
+
+    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
+        let client = self.pool.get().await?;
+        read_datasets(&client, tenant).await
+    }
+
+    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
+        let schema = schema_of(tenant);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Reading first maps a missing schema to "tenant not found"; the lock then keeps
+        // concurrent applies (from any process) in line, and the re-read sees their result.
+        read_datasets(&tx, tenant).await?;
+        tx.batch_execute(&format!(
+            "LOCK TABLE {schema}._strata_datasets IN EXCLUSIVE MODE"
+        ))
+        .await?;
+        let existing = read_datasets(&tx, tenant).await?;
+        match plan_apply(&existing, def)? {
+            Plan::Unchanged { version } => Ok(ApplyReport {
+                dataset: def.name.clone(),
+                version,
+                created_tables: vec![],
+                changed: false,
+            }),
+            Plan::Apply { create, version } => {
+                for t in &create {
+                    tx.batch_execute(&create_table_sql(&schema, t)).await?;
+                }
+                let seq = existing
+                    .iter()
+                    .position(|d| d.name == def.name)
+                    .unwrap_or(existing.len()) as i32;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {schema}._strata_datasets (name, seq, version, definition)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                           definition = excluded.definition, applied_at = now()"
+                    ),
+                    &[&def.name, &seq, &version, &serde_json::to_string(def).unwrap()],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(ApplyReport {
+                    dataset: def.name.clone(),
+                    version,
+                    created_tables: create.iter().map(|t| t.name.clone()).collect(),
+                    changed: true,
+                })
+            }
+        }
+    }
+
+    pub async fn load(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<LoadReport> {
+        let schema = schema_of(tenant);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let load_id = new_id();
+        let mut tally = Tally::new(REPORT_SAMPLE);
+        let writer = ChunkWriter::new(&schema, table);
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.map_err(StoreError::Input)?;
+            let outcomes = writer.write(&tx, &chunk).await?;
+            let mut rejections = Vec::new();
+            for (c, o) in chunk.iter().zip(outcomes) {
+                if let Some(r) = tally.record(c, o) {
+                    rejections.push(r);
+                }
+            }
+            writer.log_rejections(&tx, "load", &load_id, &rejections).await?;
+        }
+        record_ingest(&tx, &schema, &load_id, &table.name, "load", &tally).await?;
+        tx.commit().await?;
+        Ok(tally.into_load_report(load_id, &table.name))
+    }
+
+    pub async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        rows: Vec<Candidate>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<BatchOutcome> {
+        let schema = schema_of(tenant);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Some(idem) = &idempotency {
+            // Claiming the key first makes racing retries queue on its unique index until the
+            // first one commits; they then find its saved response.
+            let claimed = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}._strata_idempotency (key, fingerprint) VALUES ($1, $2)
+                         ON CONFLICT (key) DO NOTHING"
+                    ),
+                    &[&idem.key, &idem.fingerprint],
+                )
+                .await?;
+            if claimed == 0 {
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "SELECT fingerprint, response FROM {schema}._strata_idempotency WHERE key = $1"
+                        ),
+                        &[&idem.key],
+                    )
+                    .await?;
+                let fingerprint: String = row.get(0);
+                let response: Option<String> = row.get(1);
+                if fingerprint != idem.fingerprint {
+                    return Err(StoreError::IdempotencyKeyReused);
+                }
+                return match response {
+                    Some(r) => Ok(BatchOutcome::Replayed(r)),
+                    None => Err(StoreError::Database(anyhow::anyhow!(
+                        "idempotency record without a response"
+                    ))),
+                };
+            }
+        }
+        let batch_id = new_id();
+        let mut tally = Tally::new(usize::MAX);
+        let writer = ChunkWriter::new(&schema, table);
+        let outcomes = writer.write(&tx, &rows).await?;
+        let mut rejections = Vec::new();
+        for (c, o) in rows.iter().zip(outcomes) {
+            if let Some(r) = tally.record(c, o) {
+                rejections.push(r);
+            }
+        }
+        writer.log_rejections(&tx, "batch", &batch_id, &rejections).await?;
+        record_ingest(&tx, &schema, &batch_id, &table.name, "batch", &tally).await?;
+        let report = tally.into_batch_report(batch_id);
+        if let Some(idem) = &idempotency {
+            tx.execute(
+                &format!("UPDATE {schema}._strata_idempotency SET response = $2 WHERE key = $1"),
+                &[&idem.key, &serde_json::to_string(&report).unwrap()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(BatchOutcome::Fresh(report))
+    }
+
+    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
+        let schema = schema_of(tenant);
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1",
+            column_list(table),
+            qualified(&schema, &table.name),
+            ident(&table.pk_column().name)
+        );
+        let key = scalar_param(key);
+        let row = client.query_opt(&sql, &[key.as_ref()]).await?;
+        row.map(|r| read_row(&r, table)).transpose()
+    }
+
+    pub async fn list_rows(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        after: Option<Value>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        let schema = schema_of(tenant);
+        let client = self.pool.get().await?;
+        let pk = ident(&table.pk_column().name);
+        let cols = column_list(table);
+        let name = qualified(&schema, &table.name);
+        let limit = limit as i64;
+        let rows = match &after {
+            Some(k) => {
+                let k = scalar_param(k);
+                client
+                    .query(
+                        &format!("SELECT {cols} FROM {name} WHERE {pk} > $1 ORDER BY {pk} LIMIT $2"),
+                        &[k.as_ref(), &limit],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query(&format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT $1"), &[&limit])
+                    .await?
+            }
+        };
+        rows.iter().map(|r| read_row(r, table)).collect()
+    }
+
+    pub async fn list_rejections(
+        &self,
+        tenant: &TenantId,
+        table: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Rejection>> {
+        let schema = schema_of(tenant);
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, table_name, source, source_id, line, row_index, raw, errors, created_at
+                     FROM {schema}._strata_rejections WHERE table_name = $1 AND id < $2
+                     ORDER BY id DESC LIMIT $3"
+                ),
+                &[&table, &before.unwrap_or(i64::MAX), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Rejection {
+                id: r.get(0),
+                table: r.get(1),
+                source: r.get(2),
+                source_id: r.get(3),
+                line: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+                row: r.get::<_, Option<i64>>(5).map(|v| v as u64),
+                raw: r.get(6),
+                errors: serde_json::from_str(r.get::<_, &str>(7)).unwrap_or_default(),
+                created_at: rfc3339(r.get(8)),
+            })
+            .collect())
+    }
+}
+
+async fn read_datasets<C: GenericClient>(c: &C, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
+    let schema = schema_of(tenant);
+    let rows = c
+        .query(
+            &format!(
+                "SELECT name, version, applied_at, definition FROM {schema}._strata_datasets ORDER BY seq, name"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            // The schema exists exactly when the tenant does.
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                || e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME)
+            {
+                StoreError::TenantNotFound(tenant.to_string())
+            } else {
+                e.into()
+            }
+        })?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let definition: DatasetDef = serde_json::from_str(r.get::<_, &str>(3)).map_err(|e| {
+                StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}"))
+            })?;
+            Ok(StoredDataset {
+                name,
+                version: r.get(1),
+                applied_at: rfc3339(r.get(2)),
+                definition,
+            })
+        })
+        .collect()
+}
+
+async fn record_ingest<C: GenericClient>(
+    c: &C,
+    schema: &str,
+    id: &str,
+    table: &str,
+    kind: &str,
+    t: &Tally,
+) -> Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO {schema}._strata_ingests (id, table_name, kind, rows_read, inserted, unchanged, rejected)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ),
+        &[&id, &table, &kind, &(t.rows as i64), &(t.inserted as i64), &(t.unchanged as i64), &(t.rejected as i64)],
+    )
+    .await?;
+    Ok(())
+}
+
+fn sql_type(c: &Column) -> String {
+    match c.ty {
+        ColumnType::Integer => "BIGINT".into(),
+        ColumnType::String => "TEXT COLLATE \"C\"".into(),
+        ColumnType::Datetime => "TIMESTAMPTZ".into(),
+        ColumnType::Date => "DATE".into(),
+        ColumnType::Decimal => format!("NUMERIC({}, {})", c.precision, c.scale),
+        ColumnType::Boolean => "BOOLEAN".into(),
+    }
+}
+
+fn array_type(c: &Column) -> &'static str {
+    match c.ty {
+        ColumnType::Integer => "int8[]",
+        ColumnType::String => "text[]",
+        ColumnType::Datetime => "timestamptz[]",
+        ColumnType::Date => "date[]",
+        ColumnType::Decimal => "numeric[]",
+        ColumnType::Boolean => "bool[]",
+    }
+}
+
+pub(crate) fn create_table_sql(schema: &str, t: &Table) -> String {
+    let mut cols = Vec::new();
+    for (i, c) in t.columns.iter().enumerate() {
+        let mut s = format!("{} {}", ident(&c.name), sql_type(c));
+        if i == t.pk {
+            s.push_str(" PRIMARY KEY");
+        }
+        if c.required {
+            s.push_str(" NOT NULL");
+        }
+        cols.push(s);
+    }
+    format!("CREATE TABLE {} ({});", qualified(schema, &t.name), cols.join(", "))
+}
+
+fn column_list(t: &Table) -> String {
+    t.columns
+        .iter()
+        .map(|c| ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A single value as a query parameter (keys are integers or strings).
+fn scalar_param(v: &Value) -> Param {
+    match v {
+        Value::Int(i) => Box::new(*i),
+        Value::Text(s) => Box::new(s.clone()),
+        Value::Bool(b) => Box::new(*b),
+        Value::DateTime(us) => Box::new(DateTime::<Utc>::from_timestamp_micros(*us)),
+        Value::Date(d) => Box::new(*d),
+        Value::Decimal(d) => Box::new(*d),
+        Value::Null => Box::new(None::<i64>),
+    }
+}
+
+/// One typed array holding a column of values, for `unnest`.
+fn column_array<'a>(c: &Column, values: impl Iterator<Item = &'a Value>) -> Param {
+    match c.ty {
+        ColumnType::Integer => Box::new(
+            values.map(|v| match v { Value::Int(i) => Some(*i), _ => None }).collect::<Vec<_>>(),
+        ),
+        ColumnType::String => Box::new(
+            values.map(|v| match v { Value::Text(s) => Some(s.clone()), _ => None }).collect::<Vec<_>>(),
+        ),
+        ColumnType::Datetime => Box::new(
+            values
+                .map(|v| match v { Value::DateTime(us) => DateTime::<Utc>::from_timestamp_micros(*us), _ => None })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Date => Box::new(
+            values.map(|v| match v { Value::Date(d) => Some(*d), _ => None }).collect::<Vec<Option<NaiveDate>>>(),
+        ),
+        ColumnType::Decimal => Box::new(
+            values.map(|v| match v { Value::Decimal(d) => Some(*d), _ => None }).collect::<Vec<Option<Decimal>>>(),
+        ),
+        ColumnType::Boolean => Box::new(
+            values.map(|v| match v { Value::Bool(b) => Some(*b), _ => None }).collect::<Vec<_>>(),
+        ),
+    }
+}
+
+fn read_value(r: &Row, i: usize, c: &Column) -> Value {
+    let v = match c.ty {
+        ColumnType::Integer => r.get::<_, Option<i64>>(i).map(Value::Int),
+        ColumnType::String => r.get::<_, Option<String>>(i).map(Value::Text),
+        ColumnType::Datetime => r
+            .get::<_, Option<DateTime<Utc>>>(i)
+            .map(|t| Value::DateTime(t.timestamp_micros())),
+        ColumnType::Date => r.get::<_, Option<NaiveDate>>(i).map(Value::Date),
+        ColumnType::Decimal => r.get::<_, Option<Decimal>>(i).map(|mut d| {
+            d.rescale(c.scale);
+            Value::Decimal(d)
+        }),
+        ColumnType::Boolean => r.get::<_, Option<bool>>(i).map(Value::Bool),
+    };
+    v.unwrap_or(Value::Null)
+}
+
+fn read_row(r: &Row, t: &Table) -> Result<Vec<Value>> {
+    Ok(t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| read_value(r, i, c))
+        .collect())
+}
+
+/// A primary key in hashable form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    I(i64),
+    S(String),
+}
+
+fn key_of(v: &Value) -> Option<Key> {
+    match v {
+        Value::Int(i) => Some(Key::I(*i)),
+        Value::Text(s) => Some(Key::S(s.clone())),
+        _ => None,
+    }
+}
+
+fn read_key(r: &Row, i: usize, c: &Column) -> Option<Key> {
+    match c.ty {
+        ColumnType::Integer => Some(Key::I(r.get(i))),
+        ColumnType::String => Some(Key::S(r.get(i))),
+        _ => None,
+    }
+}
+
+/// Writes chunks of candidates set-based.
+struct ChunkWriter<'a> {
+    schema: &'a str,
+    table: &'a Table,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(schema: &'a str, table: &'a Table) -> Self {
+        Self { schema, table }
+    }
+
+    /// Which of `keys` exist in `table`'s primary key.
+    async fn existing_keys<C: GenericClient>(
+        &self,
+        c: &C,
+        table: &str,
+        column: &Column,
+        keys: Vec<&Value>,
+    ) -> Result<HashSet<Key>> {
+        let arr = column_array(column, keys.into_iter());
+        let sql = format!(
+            "SELECT {pk} FROM {t} WHERE {pk} = ANY($1::{ty})",
+            pk = ident(&column.name),
+            t = qualified(self.schema, table),
+            ty = array_type(column)
+        );
+        let rows = c.query(&sql, &[arr.as_ref()]).await?;
+        Ok(rows.iter().filter_map(|r| read_key(r, 0, column)).collect())
+    }
+
+    async fn write<C: GenericClient>(&self, c: &C, cands: &[Candidate]) -> Result<Vec<RowOutcome>> {
+        let t = self.table;
+        let mut outcomes: Vec<Option<RowOutcome>> = cands
+            .iter()
+            .map(|c| c.result.as_ref().err().map(|e| RowOutcome::Rejected(e.clone())))
+            .collect();
+
+        // Foreign keys: one query per referencing column per chunk.
+        let mut fk_errors: HashMap<usize, Vec<_>> = HashMap::new();
+        for (ci, col) in t.columns.iter().enumerate() {
+            let Some(fk) = &col.references else { continue };
+            let mut wanted: Vec<&Value> = Vec::new();
+            let mut seen = HashSet::new();
+            for cand in cands {
+                if let Ok(values) = &cand.result {
+                    if let Some(k) = key_of(&values[ci]) {
+                        if seen.insert(k) {
+                            wanted.push(&values[ci]);
+                        }
+                    }
+                }
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let parent_pk = t_column_for(t, fk, col);
+            let mut found = self.existing_keys(c, &fk.table, &parent_pk, wanted).await?;
+            let self_ref = fk.table == t.name;
+            for (ri, cand) in cands.iter().enumerate() {
+                let Ok(values) = &cand.result else { continue };
+                if self_ref {
+                    // Rows earlier in the same chunk count as parents, as they do on SQLite.
+                    if let Some(k) = key_of(&values[t.pk]) {
+                        found.insert(k);
+                    }
+                }
+                if let Some(k) = key_of(&values[ci]) {
+                    if !found.contains(&k) {
+                        fk_errors.entry(ri).or_default().push(unknown_fk(t, ci, &values[ci]));
+                    }
+                }
+            }
+        }
+        for (ri, errs) in fk_errors {
+            outcomes[ri] = Some(RowOutcome::Rejected(errs));
+        }
+
+        // Insert the rest in one statement; RETURNING tells which keys were new.
+        let to_insert: Vec<usize> = (0..cands.len()).filter(|i| outcomes[*i].is_none()).collect();
+        if to_insert.is_empty() {
+            return Ok(outcomes.into_iter().map(|o| o.unwrap()).collect());
+        }
+        let rows: Vec<&Vec<Value>> = to_insert
+            .iter()
+            .map(|i| cands[*i].result.as_ref().unwrap())
+            .collect();
+        let params: Vec<Param> = t
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(ci, col)| column_array(col, rows.iter().map(|r| &r[ci])))
+            .collect();
+        let names = column_list(t);
+        let casts = t
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("${}::{}", i + 1, array_type(col)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pk = ident(&t.pk_column().name);
+        let sql = format!(
+            "INSERT INTO {} ({names}) SELECT * FROM unnest({casts}) ON CONFLICT ({pk}) DO NOTHING RETURNING {pk}",
+            qualified(self.schema, &t.name)
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let inserted = c.query(&sql, &refs).await?;
+        let mut fresh: HashSet<Key> = inserted
+            .iter()
+            .filter_map(|r| read_key(r, 0, t.pk_column()))
+            .collect();
+        let mut conflicts = Vec::new();
+        for (pos, ri) in to_insert.iter().enumerate() {
+            let k = key_of(&rows[pos][t.pk]);
+            // The first row with a new key is the one that went in.
+            if k.as_ref().is_some_and(|k| fresh.remove(k)) {
+                outcomes[*ri] = Some(RowOutcome::Inserted);
+            } else {
+                conflicts.push(*ri);
+            }
+        }
+        if !conflicts.is_empty() {
+            let keys: Vec<&Value> = conflicts
+                .iter()
+                .map(|ri| &cands[*ri].result.as_ref().unwrap()[t.pk])
+                .collect();
+            let arr = column_array(t.pk_column(), keys.into_iter());
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {pk} = ANY($1::{})",
+                names,
+                qualified(self.schema, &t.name),
+                array_type(t.pk_column())
+            );
+            let existing: HashMap<Key, Vec<Value>> = c
+                .query(&sql, &[arr.as_ref()])
+                .await?
+                .iter()
+                .filter_map(|r| {
+                    let row = read_row(r, t).ok()?;
+                    Some((key_of(&row[t.pk])?, row))
+                })
+                .collect();
+            for ri in conflicts {
+                let values = cands[ri].result.as_ref().unwrap();
+                let same = key_of(&values[t.pk])
+                    .and_then(|k| existing.get(&k))
+                    .is_some_and(|e| same_values(e, values));
+                outcomes[ri] = Some(if same {
+                    RowOutcome::Unchanged
+                } else {
+                    RowOutcome::Rejected(vec![duplicate_key(t, &values[t.pk])])
+                });
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap()).collect())
+    }
+
+    async fn log_rejections<C: GenericClient>(
+        &self,
+        c: &C,
+        source: &str,
+        source_id: &str,
+        rows: &[RejectionRow],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<Option<i64>> = rows.iter().map(|r| r.line).collect();
+        let idx: Vec<i64> = rows.iter().map(|r| r.row).collect();
+        let raw: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
+        let errors: Vec<&str> = rows.iter().map(|r| r.errors.as_str()).collect();
+        c.execute(
+            &format!(
+                "INSERT INTO {}._strata_rejections (table_name, source, source_id, line, row_index, raw, errors)
+                 SELECT $1, $2, $3, l, i, r, e FROM unnest($4::int8[], $5::int8[], $6::text[], $7::text[]) AS u(l, i, r, e)",
+                self.schema
+            ),
+            &[&self.table.name, &source, &source_id, &lines, &idx, &raw, &errors],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The referenced primary-key column, typed like the referencing column (types must match).
+fn t_column_for(_t: &Table, fk: &strata_domain::dataset::ForeignKey, col: &Column) -> Column {
+    Column {
+        name: fk.column.clone(),
+        ..col.clone()
+    }
+}

@@ -1,0 +1,772 @@
+//! The embedded backend: one SQLite file for the control plane, one per tenant.
+//!
+//! Each file has one writer connection (behind an async mutex; SQLite allows one writer at a
+//! time anyway) and a small pool of read-only connections, which WAL mode lets run beside the
+//! writer. All SQLite calls run on blocking threads. Transactions that write start with
+//! `BEGIN IMMEDIATE`, so even a second process on the same files serialises correctly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
+use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
+use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::value::Value;
+use tokio::sync::mpsc;
+
+use crate::ingest::{
+    duplicate_key, new_id, same_values, unknown_fk, Candidate, Chunk, LoadReport, RejectionRow,
+    RowOutcome, Tally, REPORT_SAMPLE,
+};
+use crate::{
+    ident, now_rfc3339, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection,
+    Result, StoreError, StoredDataset, TenantInfo,
+};
+
+const READERS: usize = 8;
+
+const CONTROL_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+";
+
+const TENANT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS _strata_datasets (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS _strata_rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    line INTEGER,
+    row_index INTEGER,
+    raw TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS _strata_rejections_by_table ON _strata_rejections (table_name, id);
+CREATE TABLE IF NOT EXISTS _strata_ingests (
+    id TEXT PRIMARY KEY,
+    table_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rows_read INTEGER NOT NULL,
+    inserted INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    finished_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS _strata_idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+";
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL lets readers run beside the writer; FULL makes every acknowledged commit durable.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -32768)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+/// One SQLite file: a writer and a pool of readers.
+pub(crate) struct Db {
+    path: PathBuf,
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    readers: Arc<std::sync::Mutex<Vec<Connection>>>,
+}
+
+impl Db {
+    fn open(path: &Path, create: bool) -> Result<Self> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags)?;
+        configure(&conn)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Arc::new(tokio::sync::Mutex::new(conn)),
+            readers: Arc::new(std::sync::Mutex::new(Vec::new())),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap().pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            let mut pool = readers.lock().unwrap();
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.into()))?
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let mut guard = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut guard))
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?
+    }
+}
+
+pub struct SqliteStore {
+    data_dir: PathBuf,
+    control: Db,
+    tenants: std::sync::Mutex<HashMap<String, Arc<Db>>>,
+}
+
+fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
+    // Safe: a TenantId is a DNS label, so it cannot contain '/' or '..'.
+    data_dir.join("tenants").join(format!("{}.db", id.as_str()))
+}
+
+impl SqliteStore {
+    pub async fn open(data_dir: PathBuf) -> Result<Self> {
+        let dir = data_dir.clone();
+        let control = tokio::task::spawn_blocking(move || -> Result<Db> {
+            std::fs::create_dir_all(dir.join("tenants"))
+                .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())))?;
+            let db = Db::open(&dir.join("control.db"), true)?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.into()))??;
+        control
+            .write(|c| {
+                c.execute_batch(CONTROL_SCHEMA)?;
+                Ok(())
+            })
+            .await?;
+        Ok(Self {
+            data_dir,
+            control,
+            tenants: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn tenant_db(&self, id: &TenantId) -> Result<Arc<Db>> {
+        let mut map = self.tenants.lock().unwrap();
+        if let Some(db) = map.get(id.as_str()) {
+            return Ok(db.clone());
+        }
+        let path = tenant_path(&self.data_dir, id);
+        if !path.exists() {
+            return Err(StoreError::TenantNotFound(id.to_string()));
+        }
+        let db = Arc::new(Db::open(&path, false)?);
+        map.insert(id.to_string(), db.clone());
+        Ok(db)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.control
+            .read(|c| {
+                c.query_row("SELECT 1", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn create_tenant(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
+        let id = id.clone();
+        let final_path = tenant_path(&self.data_dir, &id);
+        let hash = key.hash.as_str().to_string();
+        let prefix = key.display_prefix.clone();
+        self.control
+            .write(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )?;
+                if exists {
+                    return Err(StoreError::TenantExists(id.to_string()));
+                }
+                // Build the tenant's file under a temporary name and move it into place, so a
+                // crash never leaves a half-initialised tenant file under the real name.
+                let tmp = final_path.with_extension(format!("db.tmp-{}", new_id()));
+                {
+                    let c = Connection::open(&tmp)?;
+                    configure(&c)?;
+                    c.execute_batch(TENANT_SCHEMA)?;
+                    c.pragma_update(None, "journal_mode", "DELETE")?;
+                }
+                std::fs::rename(&tmp, &final_path)
+                    .map_err(|e| StoreError::Database(anyhow::anyhow!("rename tenant file: {e}")))?;
+                let now = now_rfc3339();
+                tx.execute(
+                    "INSERT INTO tenants (id, created_at) VALUES (?1, ?2)",
+                    params![id.as_str(), now],
+                )?;
+                tx.execute(
+                    "INSERT INTO api_keys (hash, tenant_id, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![hash, id.as_str(), prefix, now],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn insert_api_key(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
+        let id = id.clone();
+        let hash = key.hash.as_str().to_string();
+        let prefix = key.display_prefix.clone();
+        self.control
+            .write(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )?;
+                if !exists {
+                    return Err(StoreError::TenantNotFound(id.to_string()));
+                }
+                tx.execute(
+                    "INSERT INTO api_keys (hash, tenant_id, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![hash, id.as_str(), prefix, now_rfc3339()],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
+        let hash = hash.as_str().to_string();
+        let id: Option<String> = self
+            .control
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT tenant_id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                    [hash],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .await?;
+        Ok(id.and_then(|s| TenantId::parse(&s).ok()))
+    }
+
+    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
+        let id = id.to_string();
+        self.control
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+                    [id],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
+        self.control
+            .read(|c| {
+                let mut st = c.prepare("SELECT id, created_at FROM tenants ORDER BY id")?;
+                let rows = st.query_map([], |r| {
+                    Ok(TenantInfo {
+                        id: r.get(0)?,
+                        created_at: r.get(1)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
+        let db = self.tenant_db(tenant)?;
+        db.read(|c| read_datasets(c)).await
+    }
+
+    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
+        let db = self.tenant_db(tenant)?;
+        let def = def.clone();
+        db.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing = read_datasets(&tx)?;
+            match plan_apply(&existing, &def)? {
+                Plan::Unchanged { version } => Ok(ApplyReport {
+                    dataset: def.name.clone(),
+                    version,
+                    created_tables: vec![],
+                    changed: false,
+                }),
+                Plan::Apply { create, version } => {
+                    for t in &create {
+                        tx.execute_batch(&create_table_sql(t))?;
+                    }
+                    let seq = existing
+                        .iter()
+                        .position(|d| d.name == def.name)
+                        .map(|p| p as i64)
+                        .unwrap_or(existing.len() as i64);
+                    tx.execute(
+                        "INSERT INTO _strata_datasets (name, seq, version, definition, applied_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                           definition = excluded.definition, applied_at = excluded.applied_at",
+                        params![
+                            def.name,
+                            seq,
+                            version,
+                            serde_json::to_string(&def).unwrap(),
+                            now_rfc3339()
+                        ],
+                    )?;
+                    tx.commit()?;
+                    Ok(ApplyReport {
+                        dataset: def.name.clone(),
+                        version,
+                        created_tables: create.iter().map(|t| t.name.clone()).collect(),
+                        changed: true,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn load(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<LoadReport> {
+        let db = self.tenant_db(tenant)?;
+        let table = table.clone();
+        db.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let load_id = new_id();
+            let mut tally = Tally::new(REPORT_SAMPLE);
+            {
+                let mut w = RowWriter::new(&tx, &table)?;
+                while let Some(chunk) = chunks.blocking_recv() {
+                    let chunk = chunk.map_err(StoreError::Input)?;
+                    for c in &chunk {
+                        let outcome = w.write(c)?;
+                        if let Some(rej) = tally.record(c, outcome) {
+                            w.log_rejection("load", &load_id, &rej)?;
+                        }
+                    }
+                }
+            }
+            record_ingest(&tx, &load_id, &table.name, "load", &tally)?;
+            tx.commit()?;
+            Ok(tally.into_load_report(load_id, &table.name))
+        })
+        .await
+    }
+
+    pub async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        rows: Vec<Candidate>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<BatchOutcome> {
+        let db = self.tenant_db(tenant)?;
+        let table = table.clone();
+        db.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(idem) = &idempotency {
+                let found: Option<(String, String)> = tx
+                    .query_row(
+                        "SELECT fingerprint, response FROM _strata_idempotency WHERE key = ?1",
+                        [&idem.key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((fingerprint, response)) = found {
+                    return if fingerprint == idem.fingerprint {
+                        Ok(BatchOutcome::Replayed(response))
+                    } else {
+                        Err(StoreError::IdempotencyKeyReused)
+                    };
+                }
+            }
+            let batch_id = new_id();
+            let mut tally = Tally::new(usize::MAX);
+            {
+                let mut w = RowWriter::new(&tx, &table)?;
+                for c in &rows {
+                    let outcome = w.write(c)?;
+                    if let Some(rej) = tally.record(c, outcome) {
+                        w.log_rejection("batch", &batch_id, &rej)?;
+                    }
+                }
+            }
+            record_ingest(&tx, &batch_id, &table.name, "batch", &tally)?;
+            let report = tally.into_batch_report(batch_id);
+            if let Some(idem) = &idempotency {
+                tx.execute(
+                    "INSERT INTO _strata_idempotency (key, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![idem.key, idem.fingerprint, serde_json::to_string(&report).unwrap(), now_rfc3339()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(BatchOutcome::Fresh(report))
+        })
+        .await
+    }
+
+    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
+        let db = self.tenant_db(tenant)?;
+        let table = table.clone();
+        let key = key.clone();
+        db.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = ?1",
+                column_list(&table),
+                ident(&table.name),
+                ident(&table.pk_column().name)
+            );
+            let mut st = c.prepare(&sql)?;
+            Ok(st
+                .query_row([SqlVal(&key)], |r| read_row(r, &table))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn list_rows(
+        &self,
+        tenant: &TenantId,
+        table: &Table,
+        after: Option<Value>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        let db = self.tenant_db(tenant)?;
+        let table = table.clone();
+        db.read(move |c| {
+            let pk = ident(&table.pk_column().name);
+            let cols = column_list(&table);
+            let name = ident(&table.name);
+            let mut out = Vec::new();
+            match &after {
+                Some(k) => {
+                    let sql = format!("SELECT {cols} FROM {name} WHERE {pk} > ?1 ORDER BY {pk} LIMIT ?2");
+                    let mut st = c.prepare(&sql)?;
+                    let rows = st.query_map(params![SqlVal(k), limit as i64], |r| read_row(r, &table))?;
+                    for r in rows {
+                        out.push(r?);
+                    }
+                }
+                None => {
+                    let sql = format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT ?1");
+                    let mut st = c.prepare(&sql)?;
+                    let rows = st.query_map(params![limit as i64], |r| read_row(r, &table))?;
+                    for r in rows {
+                        out.push(r?);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn list_rejections(
+        &self,
+        tenant: &TenantId,
+        table: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Rejection>> {
+        let db = self.tenant_db(tenant)?;
+        let table = table.to_string();
+        db.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, table_name, source, source_id, line, row_index, raw, errors, created_at
+                 FROM _strata_rejections WHERE table_name = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = st.query_map(
+                params![table, before.unwrap_or(i64::MAX), limit as i64],
+                |r| {
+                    let errors: String = r.get(7)?;
+                    Ok(Rejection {
+                        id: r.get(0)?,
+                        table: r.get(1)?,
+                        source: r.get(2)?,
+                        source_id: r.get(3)?,
+                        line: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        raw: r.get(6)?,
+                        errors: serde_json::from_str(&errors).unwrap_or_default(),
+                        created_at: r.get(8)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
+fn read_datasets(c: &Connection) -> Result<Vec<StoredDataset>> {
+    let mut st = c.prepare(
+        "SELECT name, version, applied_at, definition FROM _strata_datasets ORDER BY seq, name",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, version, applied_at, definition) = row?;
+        let definition: DatasetDef = serde_json::from_str(&definition)
+            .map_err(|e| StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}")))?;
+        out.push(StoredDataset {
+            name,
+            version,
+            applied_at,
+            definition,
+        });
+    }
+    Ok(out)
+}
+
+fn record_ingest(c: &Connection, id: &str, table: &str, kind: &str, t: &Tally) -> Result<()> {
+    c.execute(
+        "INSERT INTO _strata_ingests (id, table_name, kind, rows_read, inserted, unchanged, rejected, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, table, kind, t.rows as i64, t.inserted as i64, t.unchanged as i64, t.rejected as i64, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+fn sql_type(c: &Column) -> &'static str {
+    match c.ty {
+        ColumnType::Integer | ColumnType::Datetime | ColumnType::Boolean => "INTEGER",
+        ColumnType::String | ColumnType::Date | ColumnType::Decimal => "TEXT",
+    }
+}
+
+/// SQLite DDL for a table. Datetimes are stored as integer microseconds (exact, sortable),
+/// dates as `YYYY-MM-DD`, decimals as canonical text at the column's scale.
+pub(crate) fn create_table_sql(t: &Table) -> String {
+    let mut cols = Vec::new();
+    for (i, c) in t.columns.iter().enumerate() {
+        let mut s = format!("{} {}", ident(&c.name), sql_type(c));
+        if i == t.pk {
+            s.push_str(" PRIMARY KEY");
+        }
+        if c.required {
+            s.push_str(" NOT NULL");
+        }
+        cols.push(s);
+    }
+    format!("CREATE TABLE {} ({}) STRICT;", ident(&t.name), cols.join(", "))
+}
+
+fn column_list(t: &Table) -> String {
+    t.columns
+        .iter()
+        .map(|c| ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds a [`Value`] in its SQLite storage form.
+struct SqlVal<'a>(&'a Value);
+
+impl ToSql for SqlVal<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::DateTime(us) => ToSqlOutput::Borrowed(ValueRef::Integer(*us)),
+            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(*b as i64)),
+            Value::Date(_) | Value::Decimal(_) => ToSqlOutput::from(self.0.to_text()),
+        })
+    }
+}
+
+fn read_value(r: &rusqlite::Row<'_>, i: usize, c: &Column) -> rusqlite::Result<Value> {
+    let conv = |e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(match c.ty {
+        ColumnType::Integer => r.get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::Int),
+        ColumnType::Datetime => r.get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::DateTime),
+        ColumnType::Boolean => r.get::<_, Option<i64>>(i)?.map_or(Value::Null, |b| Value::Bool(b != 0)),
+        ColumnType::String => r.get::<_, Option<String>>(i)?.map_or(Value::Null, Value::Text),
+        ColumnType::Date => match r.get::<_, Option<String>>(i)? {
+            None => Value::Null,
+            Some(s) => Value::Date(
+                chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| conv(e.to_string()))?,
+            ),
+        },
+        ColumnType::Decimal => match r.get::<_, Option<String>>(i)? {
+            None => Value::Null,
+            Some(s) => Value::Decimal(
+                rust_decimal::Decimal::from_str(&s).map_err(|e| conv(e.to_string()))?,
+            ),
+        },
+    })
+}
+
+fn read_row(r: &rusqlite::Row<'_>, t: &Table) -> rusqlite::Result<Vec<Value>> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| read_value(r, i, c))
+        .collect()
+}
+
+/// Writes candidates one by one with cached prepared statements: SQLite is in-process, so a
+/// statement per row costs about a microsecond and keeps the logic obvious.
+struct RowWriter<'c> {
+    table: &'c Table,
+    insert: rusqlite::Statement<'c>,
+    select: rusqlite::Statement<'c>,
+    reject: rusqlite::Statement<'c>,
+    /// (column index, statement checking the parent key exists)
+    fks: Vec<(usize, rusqlite::Statement<'c>)>,
+}
+
+impl<'c> RowWriter<'c> {
+    fn new(c: &'c Connection, table: &'c Table) -> Result<Self> {
+        let name = ident(&table.name);
+        let cols = column_list(table);
+        let marks = (1..=table.columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = c.prepare(&format!(
+            "INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        ))?;
+        let select = c.prepare(&format!(
+            "SELECT {cols} FROM {name} WHERE {} = ?1",
+            ident(&table.pk_column().name)
+        ))?;
+        let reject = c.prepare(
+            "INSERT INTO _strata_rejections (table_name, source, source_id, line, row_index, raw, errors, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut fks = Vec::new();
+        for (i, col) in table.columns.iter().enumerate() {
+            if let Some(fk) = &col.references {
+                let st = c.prepare(&format!(
+                    "SELECT 1 FROM {} WHERE {} = ?1",
+                    ident(&fk.table),
+                    ident(&fk.column)
+                ))?;
+                fks.push((i, st));
+            }
+        }
+        Ok(Self {
+            table,
+            insert,
+            select,
+            reject,
+            fks,
+        })
+    }
+
+    fn write(&mut self, c: &Candidate) -> Result<RowOutcome> {
+        let values = match &c.result {
+            Err(errors) => return Ok(RowOutcome::Rejected(errors.clone())),
+            Ok(v) => v,
+        };
+        let mut errors = Vec::new();
+        for (i, st) in &mut self.fks {
+            let v = &values[*i];
+            if *v == Value::Null {
+                continue;
+            }
+            if !st.exists([SqlVal(v)])? {
+                errors.push(unknown_fk(self.table, *i, v));
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(RowOutcome::Rejected(errors));
+        }
+        let binds: Vec<SqlVal<'_>> = values.iter().map(SqlVal).collect();
+        let n = self
+            .insert
+            .execute(rusqlite::params_from_iter(binds.iter()))?;
+        if n == 1 {
+            return Ok(RowOutcome::Inserted);
+        }
+        let key = &values[self.table.pk];
+        let table = self.table;
+        let existing = self
+            .select
+            .query_row([SqlVal(key)], |r| read_row(r, table))
+            .optional()?;
+        Ok(match existing {
+            Some(e) if same_values(&e, values) => RowOutcome::Unchanged,
+            _ => RowOutcome::Rejected(vec![duplicate_key(self.table, key)]),
+        })
+    }
+
+    fn log_rejection(&mut self, source: &str, source_id: &str, r: &RejectionRow) -> Result<()> {
+        self.reject.execute(params![
+            self.table.name,
+            source,
+            source_id,
+            r.line,
+            r.row,
+            r.raw,
+            r.errors,
+            now_rfc3339()
+        ])?;
+        Ok(())
+    }
+}
