@@ -59,6 +59,7 @@ impl<R: BufRead> RecordReader<R> {
             let mut in_quotes = false;
             let mut oversized = false;
             let mut saw_any = false;
+            let mut closed_at: Option<usize> = None;
             loop {
                 let buf = self.inner.fill_buf()?;
                 if buf.is_empty() {
@@ -71,12 +72,24 @@ impl<R: BufRead> RecordReader<R> {
                 let mut pos = 0;
                 while let Some(off) = memchr::memchr2(b'\n', b'"', &buf[pos..]) {
                     let i = pos + off;
-                    if raw.len() + i > MAX_RECORD_BYTES {
+                    let at = raw.len() + i;
+                    if at > MAX_RECORD_BYTES {
                         oversized = true;
                     }
                     if buf[i] == b'"' {
-                        if !oversized {
-                            in_quotes = !in_quotes;
+                        if oversized {
+                        } else if in_quotes {
+                            in_quotes = false;
+                            closed_at = Some(at);
+                        } else {
+                            // RFC 4180: a quote opens a quoted field only at the field's start;
+                            // right after a closing quote it is an escaped quote. Anywhere else
+                            // it is a stray quote, which field splitting reports, and it must
+                            // not swallow the following lines.
+                            let prev = if i > 0 { Some(buf[i - 1]) } else { raw.last().copied() };
+                            if closed_at.is_some_and(|c| c + 1 == at) || prev.is_none() || prev == Some(b',') {
+                                in_quotes = true;
+                            }
                         }
                     } else if !in_quotes || oversized {
                         end = Some(i);
@@ -216,6 +229,14 @@ mod tests {
         assert_eq!(recs[1].line, 3);
         let f = split_fields(&recs[0].raw).unwrap();
         assert_eq!(f, vec!["1".to_string(), "a, \"b\"\nc".to_string()]);
+    }
+
+    #[test]
+    fn a_stray_quote_inside_a_field_does_not_swallow_the_next_lines() {
+        let recs = records(b"1,Fay\"s\n2,b\n3,\"x\"\"y\"\n4,d");
+        assert_eq!(recs.len(), 4);
+        assert!(split_fields(&recs[0].raw).is_err());
+        assert_eq!(split_fields(&recs[2].raw).unwrap(), vec!["3", "x\"y"]);
     }
 
     #[test]

@@ -374,9 +374,12 @@ pub(crate) enum Plan {
 /// Checks a new or changed dataset against what the tenant already has. Shared by both backends
 /// so they refuse exactly the same changes.
 pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result<Plan> {
-    let others: Vec<StoredDataset> =
-        existing.iter().filter(|d| d.name != def.name).cloned().collect();
-    let other_tables = compile_datasets(&others)?;
+    // Compile everything in place (later datasets may reference this one), then judge the new
+    // definition against the other datasets' tables.
+    let other_tables: Vec<Table> = compile_datasets(existing)?
+        .into_iter()
+        .filter(|t| t.dataset != def.name)
+        .collect();
     let compiled = def.check(&|name| other_tables.iter().find(|t| t.name == name).cloned())?;
     for t in &compiled {
         if let Some(o) = other_tables.iter().find(|o| o.name == t.name) {

@@ -1,0 +1,175 @@
+use serde_json::Value as Json;
+
+use crate::helpers::*;
+
+async fn the_canonical_files_load_with_the_expected_counts_and_reasons(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let mut counts = Vec::new();
+    for t in ["departments", "jobs", "employees"] {
+        let r = app.load(&key, t, data_file(&format!("{t}.csv"))).await;
+        assert_eq!(r.status(), 200);
+        let report: Json = r.json().await.unwrap();
+        counts.push((report["inserted"].as_u64().unwrap(), report["rejected"].as_u64().unwrap()));
+    }
+    assert_eq!(counts, vec![(12, 0), (183, 0), (1929, 70)]);
+
+    // Every rejected employee is in the log with its line, raw content and reason.
+    let mut rejections = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page: Json = app
+            .get(&key, &format!("/v1/tables/employees/rejections?limit=30&after={after}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        rejections.extend(page["rejections"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => after = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(rejections.len(), 70);
+    let ids: Vec<i64> = rejections.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+    for r in &rejections {
+        assert_eq!(r["source"], "load");
+        let errors = r["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{r}");
+        assert_eq!(errors[0]["code"], "missing_field");
+        assert!(r["line"].as_u64().unwrap() >= 1);
+        assert!(r["raw"].as_str().unwrap().contains(','));
+    }
+    let line2 = rejections.iter().find(|r| r["line"] == 2).unwrap();
+    assert_eq!(line2["raw"], "2,Ty Hofer,2021-05-30T05:43:46Z,8,");
+    assert_eq!(line2["errors"][0]["column"], "job_id");
+}
+
+async fn loading_the_same_file_twice_does_not_duplicate_rows(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let r: Json = app.load(&key, "employees", data_file("employees.csv")).await.json().await.unwrap();
+    assert_eq!(r["inserted"], 0);
+    assert_eq!(r["unchanged"], 1929);
+    assert_eq!(r["rejected"], 70);
+    assert_eq!(app.all_rows(&key, "employees").await.len(), 1929);
+}
+
+async fn crlf_lf_quoting_and_a_missing_final_newline_all_load(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let body = b"1,\"Research, \"\"Advanced\"\" Projects\"\r\n2,Sales\n3,\"Multi\nLine\"".to_vec();
+    let r: Json = app.load(&key, "departments", body).await.json().await.unwrap();
+    assert_eq!(r["inserted"], 3, "{r}");
+    let row: Json = app.get(&key, "/v1/tables/departments/rows/1").await.json().await.unwrap();
+    assert_eq!(row["department_name"], "Research, \"Advanced\" Projects");
+    let row: Json = app.get(&key, "/v1/tables/departments/rows/3").await.json().await.unwrap();
+    assert_eq!(row["department_name"], "Multi\nLine");
+}
+
+async fn every_kind_of_bad_row_is_rejected_with_its_reason_and_nothing_else_changes(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    app.load(&key, "departments", b"1,Sales\n2,Support".to_vec()).await;
+    app.load(&key, "jobs", b"1,Engineer".to_vec()).await;
+    let body = [
+        "10,Ann,2021-01-01T00:00:00Z,1,1",          // ok
+        "11,Bob,2021-01-01T00:00:00Z,3,1",          // unknown department
+        "12,Cid,2021-13-01T00:00:00Z,1,1",          // bad datetime
+        "x13,Dan,2021-01-01T00:00:00Z,1,1",         // not an integer
+        "14,Eve,2021-01-01T00:00:00Z,1",            // wrong column count
+        "10,Ann Changed,2021-01-01T00:00:00Z,1,1",  // duplicate key, different values
+        "10,Ann,2021-01-01T00:00:00Z,1,1",          // duplicate key, same values
+        "15,Fay\"s,2021-01-01T00:00:00Z,1,1",       // stray quote
+        ",,,,",                                     // everything missing
+        "16,'; DROP TABLE employees; --,2021-01-01T00:00:00Z,2,1", // stored literally
+    ]
+    .join("\n");
+    let r: Json = app.load(&key, "employees", body.into_bytes()).await.json().await.unwrap();
+    assert_eq!(r["rows_read"], 10);
+    assert_eq!(r["inserted"], 2, "{r}");
+    assert_eq!(r["unchanged"], 1);
+    assert_eq!(r["rejected"], 7);
+    let codes: Vec<(u64, String)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["errors"][0]["code"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (2, "unknown_foreign_key".to_string()),
+            (3, "invalid_datetime".to_string()),
+            (4, "invalid_integer".to_string()),
+            (5, "wrong_column_count".to_string()),
+            (6, "duplicate_key".to_string()),
+            (8, "malformed_record".to_string()),
+            (9, "missing_field".to_string()),
+        ]
+    );
+    let all_missing = &r["errors"][6]["errors"];
+    assert_eq!(all_missing.as_array().unwrap().len(), 5, "every reason is listed");
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/16").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "'; DROP TABLE employees; --");
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/10").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "Ann", "the first version wins");
+}
+
+async fn an_interrupted_upload_changes_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let mut lines = String::new();
+    for i in 0..20_000 {
+        lines.push_str(&format!("{},Name {i},2021-01-01T00:00:00Z,1,1\n", 100_000 + i));
+    }
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(lines.into_bytes()),
+        Err(std::io::Error::other("client went away")),
+    ];
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let _ = app
+        .client
+        .post(app.url("/v1/tables/employees/load"))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await;
+    // Give the server a moment to notice and roll back, then check nothing landed.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.all_rows(&key, "employees").await.len(), 1929);
+}
+
+async fn a_load_needs_a_csv_body_and_a_known_table(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let r = app
+        .client
+        .post(app.url("/v1/tables/employees/load"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (415, "unsupported_media_type".into()));
+    let r = app.load(&key, "nope", b"1,a".to_vec()).await;
+    assert_eq!(error_code(r).await, (404, "table_not_found".into()));
+    let r = app.load(&key, "..%2F..%2Fetc%2Fpasswd", b"1,a".to_vec()).await;
+    assert_eq!(error_code(r).await.0, 404);
+    let r = app.load(&key, "_strata_rejections", b"1,a".to_vec()).await;
+    assert_eq!(error_code(r).await, (404, "table_not_found".into()));
+    let r: Json = app.load(&key, "departments", Vec::new()).await.json().await.unwrap();
+    assert_eq!(r["rows_read"], 0);
+}
+
+crate::on_both_backends!(
+    the_canonical_files_load_with_the_expected_counts_and_reasons,
+    loading_the_same_file_twice_does_not_duplicate_rows,
+    crlf_lf_quoting_and_a_missing_final_newline_all_load,
+    every_kind_of_bad_row_is_rejected_with_its_reason_and_nothing_else_changes,
+    an_interrupted_upload_changes_nothing,
+    a_load_needs_a_csv_body_and_a_known_table,
+);

@@ -1,0 +1,12 @@
+//! The HTTP API, exercised against the real server on port 0 with a fresh database per test.
+//! Every behavioural test runs twice: on SQLite (`sqlite::`) and on PostgreSQL (`postgres::`).
+
+mod helpers;
+
+mod auth;
+mod datasets;
+mod ingest;
+mod isolation;
+mod load;
+mod operations;
+mod rows;
