@@ -36,8 +36,9 @@ async fn apply(
     AuthTenant(tenant): AuthTenant,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let body = body.map_err(super::ingest::body_error)?;
     let format = media_type(&headers)
         .as_deref()
         .and_then(Format::from_media_type)

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,7 +80,8 @@ async fn load(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonBatch {
-    rows: Vec<HashMap<String, Box<RawValue>>>,
+    /// Kept raw first, so the rejection log quotes each row exactly as it was sent.
+    rows: Vec<Box<RawValue>>,
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -99,8 +101,9 @@ async fn ingest_batch(
     AuthTenant(tenant): AuthTenant,
     Path(table): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body.map_err(body_error)?;
     let t = s.store.table(&tenant, &table).await?;
     let key = idempotency_key(&headers)?;
     let mt = media_type(&headers).unwrap_or_default();
@@ -110,17 +113,19 @@ async fn ingest_batch(
                 .with_details(json!({"expected": "{\"rows\": [{\"column\": value, ...}, ...]}"}))
         })?;
         check_count(batch.rows.len())?;
-        batch
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| Candidate {
+        let mut rows = Vec::with_capacity(batch.rows.len());
+        for (i, raw) in batch.rows.iter().enumerate() {
+            let row: HashMap<String, Box<RawValue>> = serde_json::from_str(raw.get()).map_err(|_| {
+                ApiError::new(ErrorCode::MalformedJson, format!("rows[{i}] is not a JSON object"))
+            })?;
+            rows.push(Candidate {
                 line: None,
                 index: i,
-                raw: serde_json::to_string(row).unwrap_or_default(),
-                result: validate_object(&t, row),
-            })
-            .collect()
+                raw: raw.get().to_string(),
+                result: validate_object(&t, &row),
+            });
+        }
+        rows
     } else if is_csv(&mt) {
         let rows = candidates_from_csv(&t, &body).map_err(|e| {
             ApiError::new(ErrorCode::MalformedCsv, format!("the CSV body cannot be read: {e}"))
@@ -176,4 +181,13 @@ fn check_count(n: usize) -> ApiResult<()> {
         .with_details(json!({"limit": MAX_BATCH_ROWS, "rows": n})));
     }
     Ok(())
+}
+
+/// Body-reading failures as API errors: over the limit is a 413 with the limit, the rest 400.
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::BodyTooLarge, "the request body is larger than this endpoint accepts")
+    } else {
+        ApiError::new(ErrorCode::MalformedBody, format!("the request body could not be read: {}", e.body_text()))
+    }
 }

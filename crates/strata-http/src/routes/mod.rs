@@ -7,7 +7,7 @@ pub mod ingest;
 pub mod rows;
 pub mod tables;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::Router;
@@ -51,9 +51,4 @@ pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
 
 pub(crate) fn query_error(e: QueryRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, format!("invalid query string: {}", e.body_text()))
-}
-
-#[allow(dead_code)]
-pub(crate) fn json_error(e: JsonRejection) -> ApiError {
-    ApiError::new(ErrorCode::MalformedJson, e.body_text())
 }

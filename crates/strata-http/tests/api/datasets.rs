@@ -95,7 +95,7 @@ async fn yaml_definitions_work_and_invalid_ones_name_the_problem(b: Backend) {
     let r = put(&app, &key, "x", "application/toml", clash).await;
     assert_eq!(error_code(r).await, (409, "dataset_conflict".into()));
     let r = put(&app, &key, "shop", "application/toml", &"#".repeat(2 << 20)).await;
-    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(r).await, (413, "body_too_large".into()));
     let sets: Json = app.get(&key, "/v1/datasets").await.json().await.unwrap();
     let names: Vec<&str> = sets["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["hr", "notes"]);

@@ -70,7 +70,7 @@ async fn batch_size_limits_are_enforced_and_nothing_is_inserted(b: Backend) {
     let huge = vec![b'x'; 17 << 20];
     let r = app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key)
         .header("content-type", "text/csv").body(huge).send().await.unwrap();
-    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(r).await, (413, "body_too_large".into()));
 }
 
 async fn malformed_and_unsupported_bodies_get_clear_errors(b: Backend) {
