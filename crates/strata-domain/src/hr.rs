@@ -2,7 +2,7 @@
 
 use crate::dataset::{DatasetDef, Format};
 
-/// The definition as users would write it; also shipped as `datasets/hr.toml` for reference.
+/// The definition as users would write it (a good template for your own datasets).
 pub const HR_TOML: &str = include_str!("hr.toml");
 
 pub fn definition() -> DatasetDef {
