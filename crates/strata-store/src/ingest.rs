@@ -309,3 +309,18 @@ pub fn candidates_from_csv(table: &Table, body: &[u8]) -> std::io::Result<Vec<Ca
 pub(crate) fn same_values(a: &[Value], b: &[Value]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
+
+/// A primary or foreign key in hashable form (keys are integers or strings).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    I(i64),
+    S(String),
+}
+
+pub(crate) fn key_of(v: &Value) -> Option<Key> {
+    match v {
+        Value::Int(i) => Some(Key::I(*i)),
+        Value::Text(s) => Some(Key::S(s.clone())),
+        _ => None,
+    }
+}

@@ -5,7 +5,7 @@
 //! writer. All SQLite calls run on blocking threads. Transactions that write start with
 //! `BEGIN IMMEDIATE`, so even a second process on the same files serialises correctly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
 use crate::ingest::{
-    duplicate_key, new_id, same_values, unknown_fk, Candidate, Chunk, LoadReport, RejectionRow,
+    duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
     RowOutcome, Tally, REPORT_SAMPLE,
 };
 use crate::{
@@ -676,9 +676,14 @@ struct RowWriter<'c> {
     insert: rusqlite::Statement<'c>,
     select: rusqlite::Statement<'c>,
     reject: rusqlite::Statement<'c>,
-    /// (column index, statement checking the parent key exists)
-    fks: Vec<(usize, rusqlite::Statement<'c>)>,
+    /// (column index, statement checking the parent key exists, parent keys already seen).
+    /// Only hits are cached: parents are never deleted while we hold the write lock, but a
+    /// missing parent may still arrive later in the same load.
+    fks: Vec<(usize, rusqlite::Statement<'c>, HashSet<Key>)>,
 }
+
+/// Bound on cached parent keys per column, so memory stays flat on huge parent tables.
+const FK_CACHE_MAX: usize = 100_000;
 
 impl<'c> RowWriter<'c> {
     fn new(c: &'c Connection, table: &'c Table) -> Result<Self> {
@@ -707,7 +712,7 @@ impl<'c> RowWriter<'c> {
                     ident(&fk.table),
                     ident(&fk.column)
                 ))?;
-                fks.push((i, st));
+                fks.push((i, st, HashSet::new()));
             }
         }
         Ok(Self {
@@ -725,12 +730,18 @@ impl<'c> RowWriter<'c> {
             Ok(v) => v,
         };
         let mut errors = Vec::new();
-        for (i, st) in &mut self.fks {
+        for (i, st, seen) in &mut self.fks {
             let v = &values[*i];
-            if *v == Value::Null {
+            let Some(k) = key_of(v) else { continue };
+            if seen.contains(&k) {
                 continue;
             }
-            if !st.exists([SqlVal(v)])? {
+            if st.exists([SqlVal(v)])? {
+                if seen.len() >= FK_CACHE_MAX {
+                    seen.clear();
+                }
+                seen.insert(k);
+            } else {
                 errors.push(unknown_fk(self.table, *i, v));
             }
         }

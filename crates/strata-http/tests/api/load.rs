@@ -165,7 +165,26 @@ async fn a_load_needs_a_csv_body_and_a_known_table(b: Backend) {
     assert_eq!(r["rows_read"], 0);
 }
 
+async fn a_large_load_with_one_conflicting_key_keeps_every_other_row(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    // Big enough for the bulk path; row 300 reuses employee 1 with other values.
+    let mut body = String::new();
+    for i in 0..500 {
+        let id = if i == 300 { 1 } else { 50_000 + i };
+        body.push_str(&format!("{id},Bulk {i},2021-05-05T05:05:05Z,1,1\n"));
+    }
+    let r: Json = app.load(&key, "employees", body.into_bytes()).await.json().await.unwrap();
+    assert_eq!((r["inserted"].as_u64(), r["rejected"].as_u64()), (Some(499), Some(1)), "{r}");
+    assert_eq!(r["errors"][0]["line"], 301);
+    assert_eq!(r["errors"][0]["errors"][0]["code"], "duplicate_key");
+    assert_eq!(app.all_rows(&key, "employees").await.len(), 1929 + 499);
+    let harold: Json = app.get(&key, "/v1/tables/employees/rows/1").await.json().await.unwrap();
+    assert_eq!(harold["employee_name"], "Harold Vogt");
+}
+
 crate::on_both_backends!(
+    a_large_load_with_one_conflicting_key_keeps_every_other_row,
     the_canonical_files_load_with_the_expected_counts_and_reasons,
     loading_the_same_file_twice_does_not_duplicate_rows,
     crlf_lf_quoting_and_a_missing_final_newline_all_load,
