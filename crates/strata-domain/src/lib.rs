@@ -11,11 +11,14 @@
 //! * [`validate`]: checks a row against a table definition and lists every reason it is wrong.
 //! * [`csv`]: a streaming RFC 4180 record reader that keeps each record's raw bytes and line
 //!   number, so rejections can quote exactly what was sent.
+//! * [`avro`]: Avro object container files (backups): a streaming writer, a reader that
+//!   detects truncation and corruption, and by-name resolution of any writer schema onto a table.
 //! * [`error`]: the one table of stable error codes shared by every protocol.
 //! * [`hr`]: the built-in HR dataset of the seed.
 //!
 //! Relational checks (foreign keys, duplicate keys) need the data, so they live in `strata-store`.
 
+pub mod avro;
 pub mod csv;
 pub mod dataset;
 pub mod error;

@@ -324,7 +324,8 @@ pub fn parse_decimal(s: &str, precision: u32, scale: u32) -> Result<Decimal, Val
     Ok(d)
 }
 
-fn check_limits(col: &Column, v: &Value) -> Result<(), ValueError> {
+/// Checks a typed value against the column's length and range limits.
+pub fn check_limits(col: &Column, v: &Value) -> Result<(), ValueError> {
     if let Value::Text(s) = v {
         let n = s.chars().count();
         if let Some(max) = col.max_length {
