@@ -26,4 +26,14 @@ if command -v psql >/dev/null 2>&1; then
       done
 fi
 
+# Python libraries written by others, which the interoperability tests use as the judge
+# (fastavro reads our backups and writes files we must restore). Installed once into a venv.
+venv="${STRATA_TEST_VENV:-$HOME/.cache/strata-test-venv}"
+if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'fastavro==1.13.1' 'backports.zstd>=1.0' 'cramjam>=2.8'
+fi
+export STRATA_TEST_PYTHON="$venv/bin/python"
+
 cargo test --workspace --locked "$@"

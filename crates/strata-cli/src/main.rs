@@ -36,6 +36,10 @@ struct StorageArgs {
     /// PostgreSQL URL (postgres://user@host/db); when set, everything is stored there.
     #[arg(long, env = "STRATA_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// Directory for table backups (default: <data-dir>/backups, or ./strata-backups with
+    /// PostgreSQL). Replicas sharing a database must share it too.
+    #[arg(long, env = "STRATA_BACKUP_DIR", global = true)]
+    backup_dir: Option<PathBuf>,
     /// Maximum PostgreSQL connections per process.
     #[arg(long, env = "STRATA_PG_POOL_SIZE", default_value_t = 16, global = true)]
     pg_pool_size: usize,
@@ -70,6 +74,48 @@ enum Command {
     Dataset(DatasetCmd),
     /// Load a header-less CSV file into a table, validating every row.
     Load(LoadArgs),
+    /// Back up a table (or every table) to an Avro file.
+    Backup(BackupArgs),
+    /// Replace a table's rows (or every table's) with a backup's, atomically.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[arg(long, env = "STRATA_TENANT")]
+    tenant: String,
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    table: Option<String>,
+    /// Every table of the tenant, from one snapshot.
+    #[arg(long)]
+    all: bool,
+    /// null, deflate, snappy or zstd.
+    #[arg(long, default_value = "zstd")]
+    codec: String,
+    /// Backups to keep per table; older ones are deleted.
+    #[arg(long, env = "STRATA_BACKUP_RETAIN", default_value_t = 10)]
+    retain: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[arg(long, env = "STRATA_TENANT")]
+    tenant: String,
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    table: Option<String>,
+    /// Restore every table from the newest backup set that covers them all, in one transaction.
+    #[arg(long)]
+    all: bool,
+    /// A backup id (default: the table's newest backup).
+    #[arg(long, conflicts_with = "file")]
+    backup: Option<String>,
+    /// An Avro file written by Strata or any other Avro writer.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -176,15 +222,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => init_logging(false, "pretty"),
     }
     let config = cli.storage.config();
-    let store = Store::open(&config)
+    let mut store = Store::open(&config)
         .await
         .with_context(|| format!("cannot open storage {config:?}"))?;
+    if let Some(dir) = &cli.storage.backup_dir {
+        store = store.with_backup_dir(dir.clone());
+    }
     match cli.command {
         Command::Serve(a) => serve(store, a, &config).await,
         Command::Demo(a) => demo(store, a, &config).await,
         Command::Tenant(cmd) => tenant(store, cmd).await,
         Command::Dataset(cmd) => dataset(store, cmd).await,
         Command::Load(a) => load(store, a).await,
+        Command::Backup(a) => backup(store, a).await,
+        Command::Restore(a) => restore(store, a).await,
     }
 }
 
@@ -367,6 +418,128 @@ async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, fed from a counter; nothing when output is piped.
+fn progress(counter: Arc<AtomicU64>, total: Option<u64>, template: &str, msg: String) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap().progress_chars("=> "));
+    bar.set_message(msg);
+    let b = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            b.set_position(counter.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Some((bar, ticker))
+}
+
+fn finish_progress(p: Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)>) {
+    if let Some((bar, ticker)) = p {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+}
+
+async fn backup(store: Store, a: BackupArgs) -> anyhow::Result<()> {
+    let tid = parse_tenant(&a.tenant)?;
+    let codec = strata_domain::avro::Codec::parse(&a.codec)
+        .ok_or_else(|| anyhow::anyhow!("--codec must be one of null, deflate, snappy, zstd"))?;
+    let tables = match &a.table {
+        Some(name) => vec![store.table(&tid, name).await?],
+        None => store.tables(&tid).await?,
+    };
+    if tables.is_empty() {
+        bail!("tenant {tid} has no tables to back up");
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let bar = progress(counter.clone(), None, "{spinner} backing up {msg}: {pos} rows ({per_sec})", tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", "));
+    let result = store.backup(&tid, tables, codec, a.retain, counter).await;
+    finish_progress(bar);
+    let manifests = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&manifests)?);
+    } else {
+        for m in &manifests {
+            println!("{}: backup {} ({} rows, {} bytes, {}, sha256 {})", m.table, m.id, m.rows, m.bytes, m.codec, m.sha256);
+        }
+    }
+    Ok(())
+}
+
+async fn restore(store: Store, a: RestoreArgs) -> anyhow::Result<()> {
+    use strata_store::backup::RestoreSource;
+    let tid = parse_tenant(&a.tenant)?;
+    let total;
+    let sources = if a.all {
+        let tables = store.tables(&tid).await?;
+        // The newest set that has a backup of every table: restoring tables from different
+        // moments could break their foreign keys.
+        let mut sets: Vec<(String, Vec<strata_store::backup::Manifest>)> = Vec::new();
+        for t in &tables {
+            for m in store.backups().list(&tid, &t.name)? {
+                match sets.iter_mut().find(|(id, _)| *id == m.set_id) {
+                    Some((_, ms)) => ms.push(m),
+                    None => sets.push((m.set_id.clone(), vec![m])),
+                }
+            }
+        }
+        sets.sort_by(|x, y| y.0.cmp(&x.0));
+        let (_, set) = sets
+            .into_iter()
+            .find(|(_, ms)| tables.iter().all(|t| ms.iter().any(|m| m.table == t.name)))
+            .ok_or_else(|| anyhow::anyhow!("no backup set covers every table of {tid}; run `strata backup --all` first"))?;
+        total = Some(set.iter().map(|m| m.bytes).sum());
+        tables
+            .into_iter()
+            .map(|t| {
+                let m = set.iter().find(|m| m.table == t.name).unwrap();
+                (t, RestoreSource::Backup(m.id.clone()))
+            })
+            .collect()
+    } else {
+        let t = store.table(&tid, a.table.as_deref().unwrap()).await?;
+        let source = match (&a.backup, &a.file) {
+            (_, Some(path)) => {
+                let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                total = f.metadata().ok().map(|m| m.len());
+                RestoreSource::File { reader: Box::new(f), name: path.display().to_string() }
+            }
+            (Some(id), None) => {
+                total = Some(store.backups().manifest(&tid, &t.name, id)?.bytes);
+                RestoreSource::Backup(id.clone())
+            }
+            (None, None) => {
+                let newest = store.backups().list(&tid, &t.name)?.into_iter().next().ok_or_else(|| {
+                    anyhow::anyhow!("table {} has no backups; name a file with --file", t.name)
+                })?;
+                total = Some(newest.bytes);
+                RestoreSource::Backup(newest.id)
+            }
+        };
+        vec![(t, source)]
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let bar = progress(counter.clone(), total, "{spinner} restoring {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})", sources.iter().map(|(t, _)| t.name.clone()).collect::<Vec<_>>().join(", "));
+    let result = store.restore(&tid, sources, counter).await;
+    finish_progress(bar);
+    let report = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for t in &report.tables {
+            println!("{}: restored {} rows from {}", t.table, t.rows, t.source);
+        }
+        println!("done in {:.2}s", report.duration_ms as f64 / 1000.0);
     }
     Ok(())
 }

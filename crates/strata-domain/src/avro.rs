@@ -681,6 +681,11 @@ impl<R: Read> Reader<R> {
         self.codec
     }
 
+    /// The underlying reader, positioned after the last block read.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Loads the next block; false at a clean end of file.
     fn next_block(&mut self) -> Result<bool, AvroError> {
         let Some(count) = read_stream_long(&mut self.inner, "a block header")? else {

@@ -86,6 +86,12 @@ error_codes! {
     IdempotencyKeyReused => ("idempotency_key_reused", Conflict),
     RouteNotFound => ("route_not_found", NotFound),
     MethodNotAllowed => ("method_not_allowed", MethodNotAllowed),
+    BackupNotFound => ("backup_not_found", NotFound),
+    InvalidBackup => ("invalid_backup", Unprocessable),
+    RestoreRefused => ("restore_refused", Unprocessable),
+    RestoreWouldOrphanRows => ("restore_would_orphan_rows", Conflict),
+    BackupFailed => ("backup_failed", Internal),
+    InvalidCodec => ("invalid_codec", BadRequest),
     DatabaseUnavailable => ("database_unavailable", Unavailable),
     Internal => ("internal_error", Internal),
 }

@@ -324,3 +324,50 @@ pub(crate) fn key_of(v: &Value) -> Option<Key> {
         _ => None,
     }
 }
+
+/// A restore accepts a row only if it goes in as is: a rejected row or a repeated key refuses
+/// the whole restore, since a backup must come back exactly.
+pub(crate) fn restore_outcome(t: &Table, c: &Candidate, outcome: RowOutcome) -> crate::Result<()> {
+    match outcome {
+        RowOutcome::Inserted => Ok(()),
+        RowOutcome::Unchanged => Err(crate::StoreError::RestoreRefused(format!(
+            "row {} of the {} backup repeats a primary key; nothing was restored",
+            c.index + 1,
+            t.name
+        ))),
+        RowOutcome::Rejected(errors) => {
+            let reasons: Vec<String> = errors
+                .iter()
+                .map(|e| match &e.column {
+                    Some(col) => format!("{col}: {}", e.reason),
+                    None => e.reason.clone(),
+                })
+                .collect();
+            Err(crate::StoreError::RestoreRefused(format!(
+                "row {} of the {} backup breaks the data dictionary ({}); nothing was restored",
+                c.index + 1,
+                t.name,
+                reasons.join("; ")
+            )))
+        }
+    }
+}
+
+/// Every (child table, column, parent table, parent key) foreign key among `tables`.
+pub(crate) fn dependents(tables: &[Table]) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for t in tables {
+        for c in &t.columns {
+            if let Some(fk) = &c.references {
+                out.push((t.name.clone(), c.name.clone(), fk.table.clone(), fk.column.clone()));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn orphan_error(child: &str, col: &str, parent: &str, n: i64) -> crate::StoreError {
+    crate::StoreError::RestoreWouldOrphan(format!(
+        "restoring would leave {n} {child} rows whose {col} points at a missing {parent} row; restore the tables together (--all) or restore {child} too"
+    ))
+}

@@ -20,6 +20,7 @@
 //!   where the databases differ: SQLite works row by row on a dedicated thread with prepared
 //!   statements; PostgreSQL works set-based, a chunk of rows per round trip.
 
+pub mod backup;
 pub mod cursor;
 pub mod ingest;
 pub mod postgres;
@@ -71,6 +72,16 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("the input could not be read to the end: {0}")]
     Input(String),
+    #[error("backup {0:?} does not exist")]
+    BackupNotFound(String),
+    #[error("the backup cannot be restored: {0}")]
+    InvalidBackup(String),
+    #[error("{0}")]
+    RestoreRefused(String),
+    #[error("{0}")]
+    RestoreWouldOrphan(String),
+    #[error("backup failed: {0}")]
+    Backup(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("database error")]
@@ -87,6 +98,11 @@ impl StoreError {
             StoreError::DatasetConflict(_) => ErrorCode::DatasetConflict,
             StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             StoreError::Input(_) => ErrorCode::MalformedBody,
+            StoreError::BackupNotFound(_) => ErrorCode::BackupNotFound,
+            StoreError::InvalidBackup(_) => ErrorCode::InvalidBackup,
+            StoreError::RestoreRefused(_) => ErrorCode::RestoreRefused,
+            StoreError::RestoreWouldOrphan(_) => ErrorCode::RestoreWouldOrphanRows,
+            StoreError::Backup(_) => ErrorCode::BackupFailed,
             StoreError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
             StoreError::Database(_) => ErrorCode::Internal,
         }
@@ -180,6 +196,7 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    backups: backup::BackupDir,
 }
 
 macro_rules! dispatch {
@@ -194,6 +211,10 @@ macro_rules! dispatch {
 impl Store {
     /// Opens (and on first use creates) the control plane.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
+        let default_backups = match config {
+            StoreConfig::Sqlite { data_dir } => data_dir.join("backups"),
+            StoreConfig::Postgres { .. } => PathBuf::from("./strata-backups"),
+        };
         let backend = match config {
             StoreConfig::Sqlite { data_dir } => {
                 Backend::Sqlite(Arc::new(sqlite::SqliteStore::open(data_dir.clone()).await?))
@@ -202,7 +223,106 @@ impl Store {
                 Backend::Postgres(Arc::new(postgres::PgStore::open(url.expose(), *pool_size).await?))
             }
         };
-        Ok(Self { backend })
+        Ok(Self { backend, backups: backup::BackupDir::new(default_backups) })
+    }
+
+    /// Keeps backups in `dir` (by default `<data dir>/backups`, or `./strata-backups` with
+    /// PostgreSQL; replicas must share it).
+    pub fn with_backup_dir(mut self, dir: PathBuf) -> Self {
+        self.backups = backup::BackupDir::new(dir);
+        self
+    }
+
+    pub fn backups(&self) -> &backup::BackupDir {
+        &self.backups
+    }
+
+    /// Backs up `tables` (one snapshot, one set), then prunes each table to `retain` backups.
+    pub async fn backup(
+        &self,
+        tenant: &TenantId,
+        tables: Vec<Table>,
+        codec: strata_domain::avro::Codec,
+        retain: usize,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Vec<backup::Manifest>> {
+        let versions = self.datasets(tenant).await?;
+        let with_versions: Vec<(Table, i64)> = tables
+            .iter()
+            .map(|t| {
+                let v = versions.iter().find(|d| d.name == t.dataset).map_or(0, |d| d.version);
+                (t.clone(), v)
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(4);
+        let dir = self.backups.clone();
+        let tid = tenant.clone();
+        let writer = tokio::task::spawn_blocking(move || dir.write_set(&tid, &with_versions, codec, rx, progress));
+        let exported = dispatch!(self, b => b.export(tenant, tables.clone(), tx).await);
+        let written = writer.await.map_err(|e| StoreError::Backup(e.to_string()))?;
+        // The writer's error explains an export that stopped because the writer did.
+        let manifests = match (exported, written) {
+            (_, Err(e)) => return Err(e),
+            (Err(e), _) => return Err(e),
+            (Ok(()), Ok(m)) => m,
+        };
+        for m in &manifests {
+            backup::record_backup_metrics(m);
+            tracing::info!(tenant = %tenant, table = %m.table, backup_id = %m.id, set_id = %m.set_id,
+                rows = m.rows, bytes = m.bytes, codec = %m.codec, duration_ms = m.duration_ms, "backup written");
+            let pruned = self.backups.prune(tenant, &m.table, retain.max(1))?;
+            if !pruned.is_empty() {
+                tracing::info!(tenant = %tenant, table = %m.table, pruned = ?pruned, "old backups pruned");
+            }
+        }
+        Ok(manifests)
+    }
+
+    /// Replaces the rows of each table with its source's, all in one transaction.
+    pub async fn restore(
+        &self,
+        tenant: &TenantId,
+        sources: Vec<(Table, backup::RestoreSource)>,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<backup::RestoreReport> {
+        let started = std::time::Instant::now();
+        let all = self.tables(tenant).await?;
+        let order = backup::parents_first(&sources.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
+        let mut sources = sources;
+        let mut sets = Vec::new();
+        let mut names = Vec::new();
+        for t in order {
+            let pos = sources.iter().position(|(s, _)| s.name == t.name).unwrap();
+            let (table, source) = sources.remove(pos);
+            let (reader, sha, label): (Box<dyn std::io::Read + Send>, Option<String>, String) = match source {
+                backup::RestoreSource::Backup(id) => {
+                    let m = self.backups.manifest(tenant, &table.name, &id)?;
+                    let path = self.backups.file_path(tenant, &table.name, &m.id)?;
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| StoreError::InvalidBackup(format!("backup file {} cannot be opened: {e}", m.id)))?;
+                    (Box::new(f), Some(m.sha256.clone()), m.id)
+                }
+                backup::RestoreSource::File { reader, name } => (reader, None, name),
+            };
+            let rx = backup::spawn_avro_reader(reader, table.clone(), sha, progress.clone());
+            names.push((table.name.clone(), label));
+            sets.push((table, rx));
+        }
+        let counts = dispatch!(self, b => b.restore(tenant, sets, all).await)?;
+        let report = backup::RestoreReport {
+            tables: names
+                .into_iter()
+                .zip(counts)
+                .map(|((table, source), rows)| backup::RestoredTable { table, rows, source })
+                .collect(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        backup::record_restore_metrics(&report);
+        for t in &report.tables {
+            tracing::info!(tenant = %tenant, table = %t.table, source = %t.source, rows = t.rows,
+                duration_ms = report.duration_ms, "table restored");
+        }
+        Ok(report)
     }
 
     pub fn kind(&self) -> &'static str {

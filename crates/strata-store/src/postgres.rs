@@ -21,7 +21,8 @@ use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
 use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::value::Value;
 
-use crate::ingest::{
+use crate::backup::ExportMsg;
+use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
     duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
     RowOutcome, Tally, REPORT_SAMPLE,
 };
@@ -448,6 +449,99 @@ impl PgStore {
                 created_at: rfc3339(r.get(8)),
             })
             .collect())
+    }
+}
+
+impl PgStore {
+    /// Streams the tables' rows, in key order, from one REPEATABLE READ snapshot.
+    pub(crate) async fn export(
+        &self,
+        tenant: &TenantId,
+        tables: Vec<Table>,
+        tx: mpsc::Sender<ExportMsg>,
+    ) -> Result<()> {
+        use futures::TryStreamExt;
+        let schema = schema_of(tenant);
+        let mut client = self.pool.get().await?;
+        let db = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let gone = || StoreError::Backup("the backup writer stopped".into());
+        for (i, t) in tables.iter().enumerate() {
+            tx.send(ExportMsg::Begin(i)).await.map_err(|_| gone())?;
+            let sql = format!(
+                "SELECT {} FROM {} ORDER BY {}",
+                column_list(t),
+                qualified(&schema, &t.name),
+                ident(&t.pk_column().name)
+            );
+            let stream = db.query_raw(&sql, std::iter::empty::<i64>()).await?;
+            let mut stream = std::pin::pin!(stream);
+            let mut batch = Vec::with_capacity(CHUNK_ROWS);
+            while let Some(row) = stream.try_next().await? {
+                batch.push(read_row(&row, t)?);
+                if batch.len() == CHUNK_ROWS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS));
+                    tx.send(ExportMsg::Rows(full)).await.map_err(|_| gone())?;
+                }
+            }
+            if !batch.is_empty() {
+                tx.send(ExportMsg::Rows(batch)).await.map_err(|_| gone())?;
+            }
+            tx.send(ExportMsg::End).await.map_err(|_| gone())?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the rows of `sets` (parents first) in one transaction.
+    pub(crate) async fn restore(
+        &self,
+        tenant: &TenantId,
+        sets: Vec<(Table, mpsc::Receiver<Chunk>)>,
+        all: Vec<Table>,
+    ) -> Result<Vec<u64>> {
+        let schema = schema_of(tenant);
+        let restored: Vec<String> = sets.iter().map(|(t, _)| t.name.clone()).collect();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for (t, _) in sets.iter().rev() {
+            tx.batch_execute(&format!("DELETE FROM {}", qualified(&schema, &t.name))).await?;
+        }
+        let mut counts = Vec::new();
+        for (t, mut rx) in sets {
+            let writer = ChunkWriter::new(&schema, &t);
+            let mut n = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                let chunk = chunk.map_err(StoreError::InvalidBackup)?;
+                let outcomes = writer.write(&tx, &chunk).await?;
+                for (c, o) in chunk.iter().zip(outcomes) {
+                    restore_outcome(&t, c, o)?;
+                    n += 1;
+                }
+            }
+            counts.push(n);
+        }
+        for (child, col, parent, pcol) in dependents(&all).into_iter().filter(|d| restored.contains(&d.2)) {
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {c} WHERE {fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} WHERE {p}.{pk} = {c}.{fk})",
+                        c = qualified(&schema, &child), fk = ident(&col), p = qualified(&schema, &parent), pk = ident(&pcol)
+                    ),
+                    &[],
+                )
+                .await?;
+            let orphans: i64 = row.get(0);
+            if orphans > 0 {
+                return Err(orphan_error(&child, &col, &parent, orphans));
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
     }
 }
 

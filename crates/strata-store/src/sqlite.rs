@@ -17,7 +17,8 @@ use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
-use crate::ingest::{
+use crate::backup::ExportMsg;
+use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
     duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
     RowOutcome, Tally, REPORT_SAMPLE,
 };
@@ -548,6 +549,99 @@ impl SqliteStore {
                 },
             )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Streams the tables' rows, in key order, from one read snapshot.
+    pub(crate) async fn export(
+        &self,
+        tenant: &TenantId,
+        tables: Vec<Table>,
+        tx: mpsc::Sender<ExportMsg>,
+    ) -> Result<()> {
+        let db = self.tenant_db(tenant)?;
+        db.read(move |c| {
+            let gone = || StoreError::Backup("the backup writer stopped".into());
+            c.execute_batch("BEGIN")?;
+            let result = (|| -> Result<()> {
+                for (i, t) in tables.iter().enumerate() {
+                    tx.blocking_send(ExportMsg::Begin(i)).map_err(|_| gone())?;
+                    let sql = format!(
+                        "SELECT {} FROM {} ORDER BY {}",
+                        column_list(t),
+                        ident(&t.name),
+                        ident(&t.pk_column().name)
+                    );
+                    let mut st = c.prepare(&sql)?;
+                    let mut rows = st.query([])?;
+                    let mut batch = Vec::with_capacity(CHUNK_ROWS);
+                    while let Some(r) = rows.next()? {
+                        batch.push(read_row(r, t)?);
+                        if batch.len() == CHUNK_ROWS {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS));
+                            tx.blocking_send(ExportMsg::Rows(full)).map_err(|_| gone())?;
+                        }
+                    }
+                    if !batch.is_empty() {
+                        tx.blocking_send(ExportMsg::Rows(batch)).map_err(|_| gone())?;
+                    }
+                    tx.blocking_send(ExportMsg::End).map_err(|_| gone())?;
+                }
+                Ok(())
+            })();
+            let _ = c.execute_batch("COMMIT");
+            result
+        })
+        .await
+    }
+
+    /// Replaces the rows of `sets` (parents first) in one transaction.
+    pub(crate) async fn restore(
+        &self,
+        tenant: &TenantId,
+        sets: Vec<(Table, mpsc::Receiver<Chunk>)>,
+        all: Vec<Table>,
+    ) -> Result<Vec<u64>> {
+        let db = self.tenant_db(tenant)?;
+        db.write(move |conn| {
+            let restored: Vec<String> = sets.iter().map(|(t, _)| t.name.clone()).collect();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (t, _) in sets.iter().rev() {
+                tx.execute(&format!("DELETE FROM {}", ident(&t.name)), [])?;
+            }
+            let mut counts = Vec::new();
+            for (t, rx) in sets {
+                let mut rx = rx;
+                let mut w = RowWriter::new(&tx, &t)?;
+                let mut n = 0u64;
+                while let Some(chunk) = rx.blocking_recv() {
+                    let chunk = chunk.map_err(StoreError::InvalidBackup)?;
+                    for c in &chunk {
+                        let outcome = w.write(c)?;
+                        restore_outcome(&t, c, outcome)?;
+                        n += 1;
+                    }
+                }
+                counts.push(n);
+            }
+            for (child, col, parent, pcol) in dependents(&all).into_iter().filter(|d| restored.contains(&d.2)) {
+                let orphans: i64 = tx.query_row(
+                    &format!(
+                        "SELECT count(*) FROM {c} WHERE {fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} WHERE {p}.{pk} = {c}.{fk})",
+                        c = ident(&child), fk = ident(&col), p = ident(&parent), pk = ident(&pcol)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )?;
+                if orphans > 0 {
+                    return Err(orphan_error(&child, &col, &parent, orphans));
+                }
+            }
+            tx.commit()?;
+            Ok(counts)
         })
         .await
     }

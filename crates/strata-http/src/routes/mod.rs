@@ -1,5 +1,6 @@
 //! One router per feature, merged here.
 
+pub mod backups;
 pub mod datasets;
 pub mod docs;
 pub mod health;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(ingest::router())
         .merge(rows::router())
+        .merge(backups::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::telemetry::track))

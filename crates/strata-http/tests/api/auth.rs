@@ -10,6 +10,10 @@ pub const V1_ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/tables/employees/rows"),
     ("GET", "/v1/tables/employees/rows/1"),
     ("GET", "/v1/tables/employees/rejections"),
+    ("POST", "/v1/tables/employees/backups"),
+    ("GET", "/v1/tables/employees/backups"),
+    ("GET", "/v1/tables/employees/backups/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
+    ("POST", "/v1/tables/employees/restore"),
 ];
 
 async fn send(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> reqwest::Response {

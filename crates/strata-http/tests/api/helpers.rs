@@ -82,6 +82,7 @@ pub struct TestApp {
     pub store: Store,
     pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub backups: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
 }
@@ -98,7 +99,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         Backend::Sqlite => (Some(tempfile::tempdir().unwrap()), None),
         Backend::Postgres => (None, Some(PgDatabase::create().await)),
     };
-    let store = Store::open(&store_config(backend, dir.as_ref(), pg.as_ref())).await.unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let store = Store::open(&store_config(backend, dir.as_ref(), pg.as_ref()))
+        .await
+        .unwrap()
+        .with_backup_dir(backups.path().to_path_buf());
     let app = strata_http::startup::Application::build("127.0.0.1:0".parse().unwrap(), store.clone())
         .await
         .unwrap();
@@ -113,6 +118,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         store,
         shutdown: Some(tx),
         server: Some(server),
+        backups,
         _dir: dir,
         _pg: pg,
     }
