@@ -14,6 +14,7 @@
 //! * [`avro`]: Avro object container files (backups): a streaming writer, a reader that
 //!   detects truncation and corruption, and by-name resolution of any writer schema onto a table.
 //! * [`error`]: the one table of stable error codes shared by every protocol.
+//! * [`report`]: the hiring KPI reports' definitions (quarters, the mean) and CSV rendering.
 //! * [`hr`]: the built-in HR dataset of the seed.
 //!
 //! Relational checks (foreign keys, duplicate keys) need the data, so they live in `strata-store`.
@@ -23,6 +24,7 @@ pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod hr;
+pub mod report;
 pub mod secret;
 pub mod tenant;
 pub mod validate;

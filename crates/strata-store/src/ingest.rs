@@ -368,6 +368,6 @@ pub(crate) fn dependents(tables: &[Table]) -> Vec<(String, String, String, Strin
 
 pub(crate) fn orphan_error(child: &str, col: &str, parent: &str, n: i64) -> crate::StoreError {
     crate::StoreError::RestoreWouldOrphan(format!(
-        "restoring would leave {n} {child} rows whose {col} points at a missing {parent} row; restore the tables together (--all) or restore {child} too"
+        "restoring would leave {n} {child} rows whose {col} points at a missing {parent} row; restore {child} first, or restore the tables together with `strata restore --all`"
     ))
 }

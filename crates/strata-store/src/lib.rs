@@ -24,6 +24,7 @@ pub mod backup;
 pub mod cursor;
 pub mod ingest;
 pub mod postgres;
+mod reports;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub enum StoreError {
     IdempotencyKeyReused,
     #[error("the input could not be read to the end: {0}")]
     Input(String),
+    #[error("{0}")]
+    ReportUnavailable(String),
     #[error("backup {0:?} does not exist")]
     BackupNotFound(String),
     #[error("the backup cannot be restored: {0}")]
@@ -98,6 +101,7 @@ impl StoreError {
             StoreError::DatasetConflict(_) => ErrorCode::DatasetConflict,
             StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             StoreError::Input(_) => ErrorCode::MalformedBody,
+            StoreError::ReportUnavailable(_) => ErrorCode::ReportUnavailable,
             StoreError::BackupNotFound(_) => ErrorCode::BackupNotFound,
             StoreError::InvalidBackup(_) => ErrorCode::InvalidBackup,
             StoreError::RestoreRefused(_) => ErrorCode::RestoreRefused,
@@ -270,9 +274,13 @@ impl Store {
             backup::record_backup_metrics(m);
             tracing::info!(tenant = %tenant, table = %m.table, backup_id = %m.id, set_id = %m.set_id,
                 rows = m.rows, bytes = m.bytes, codec = %m.codec, duration_ms = m.duration_ms, "backup written");
-            let pruned = self.backups.prune(tenant, &m.table, retain.max(1))?;
-            if !pruned.is_empty() {
-                tracing::info!(tenant = %tenant, table = %m.table, pruned = ?pruned, "old backups pruned");
+            // The new backup is registered either way; a failed prune is retried next time.
+            match self.backups.prune(tenant, &m.table, retain.max(1)) {
+                Ok(pruned) if !pruned.is_empty() => {
+                    tracing::info!(tenant = %tenant, table = %m.table, pruned = ?pruned, "old backups pruned")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(tenant = %tenant, table = %m.table, error = %e, "pruning old backups failed"),
             }
         }
         Ok(manifests)
@@ -286,6 +294,7 @@ impl Store {
         progress: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<backup::RestoreReport> {
         let started = std::time::Instant::now();
+        let bytes_before = progress.load(std::sync::atomic::Ordering::Relaxed);
         let all = self.tables(tenant).await?;
         let order = backup::parents_first(&sources.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
         let mut sources = sources;
@@ -318,6 +327,8 @@ impl Store {
             duration_ms: started.elapsed().as_millis() as u64,
         };
         backup::record_restore_metrics(&report);
+        metrics::counter!("strata_restore_bytes_total")
+            .increment(progress.load(std::sync::atomic::Ordering::Relaxed) - bytes_before);
         for t in &report.tables {
             tracing::info!(tenant = %tenant, table = %t.table, source = %t.source, rows = t.rows,
                 duration_ms = report.duration_ms, "table restored");
@@ -466,6 +477,59 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Rejection>> {
         dispatch!(self, b => b.list_rejections(tenant, table, before, limit).await)
+    }
+}
+
+impl Store {
+    /// The reports read the HR dataset's three tables; a tenant without them gets a clear error.
+    async fn require_hr(&self, tenant: &TenantId) -> Result<()> {
+        let tables = self.tables(tenant).await?;
+        for name in ["employees", "departments", "jobs"] {
+            if !tables.iter().any(|t| t.name == name && t.dataset == "hr") {
+                return Err(StoreError::ReportUnavailable(format!(
+                    "reports need the hr dataset (tables departments, jobs, employees); install it with PUT /v1/datasets/hr or strata tenant create --dataset hr"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn hires_by_quarter(
+        &self,
+        tenant: &TenantId,
+        year: strata_domain::report::Year,
+    ) -> Result<Vec<strata_domain::report::QuarterRow>> {
+        self.require_hr(tenant).await?;
+        dispatch!(self, b => b.hires_by_quarter(tenant, year).await)
+    }
+
+    pub async fn departments_above_mean(
+        &self,
+        tenant: &TenantId,
+        year: strata_domain::report::Year,
+    ) -> Result<strata_domain::report::AboveMean> {
+        self.require_hr(tenant).await?;
+        let (all, n) = dispatch!(self, b => b.department_hires(tenant, year).await)?;
+        Ok(strata_domain::report::AboveMean::from_counts(year, all, n))
+    }
+
+    /// Opens a dashboard session for a tenant; returns the token for the cookie (stored hashed).
+    pub async fn create_session(&self, tenant: &TenantId, ttl_secs: i64) -> Result<strata_domain::secret::Secret<String>> {
+        let token = NewApiKey::generate().plaintext;
+        let hash = KeyHash::of(token.expose());
+        dispatch!(self, b => b.create_session(tenant, hash.as_str(), ttl_secs).await)?;
+        tracing::info!(tenant = %tenant, "dashboard session opened");
+        Ok(token)
+    }
+
+    pub async fn session_tenant(&self, token: &str) -> Result<Option<TenantId>> {
+        let hash = KeyHash::of(token);
+        dispatch!(self, b => b.session_tenant(hash.as_str()).await)
+    }
+
+    pub async fn delete_session(&self, token: &str) -> Result<()> {
+        let hash = KeyHash::of(token);
+        dispatch!(self, b => b.delete_session(hash.as_str()).await)
     }
 }
 

@@ -19,6 +19,7 @@ use tokio_postgres::{NoTls, Row};
 
 use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
 use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::report::{DepartmentHires, QuarterRow, Year};
 use strata_domain::value::Value;
 
 use crate::backup::ExportMsg;
@@ -46,6 +47,11 @@ CREATE TABLE IF NOT EXISTS strata_control.api_keys (
     prefix TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     revoked_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS strata_control.sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES strata_control.tenants(id),
+    expires_at TIMESTAMPTZ NOT NULL
 );
 ";
 
@@ -542,6 +548,81 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(counts)
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn hires_by_quarter(&self, tenant: &TenantId, year: Year) -> Result<Vec<QuarterRow>> {
+        let client = self.pool.get().await?;
+        let b = year.quarter_bounds();
+        let sql = crate::reports::hires_by_quarter_pg(&schema_of(tenant));
+        let rows = client.query(&sql, &[&b[0], &b[1], &b[2], &b[3], &b[4]]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| QuarterRow {
+                department_name: r.get(0),
+                job_name: r.get(1),
+                q1: r.get(2),
+                q2: r.get(3),
+                q3: r.get(4),
+                q4: r.get(5),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn department_hires(&self, tenant: &TenantId, year: Year) -> Result<(Vec<DepartmentHires>, i64)> {
+        let mut client = self.pool.get().await?;
+        let b = year.quarter_bounds();
+        let schema = schema_of(tenant);
+        // One snapshot for the counts and the number of departments.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let rows = tx.query(&crate::reports::department_hires_pg(&schema), &[&b[0], &b[4]]).await?;
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {schema}.\"departments\""), &[])
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok((
+            rows.iter()
+                .map(|r| DepartmentHires { department_id: r.get(0), department_name: r.get(1), hired: r.get(2) })
+                .collect(),
+            n,
+        ))
+    }
+
+    pub(crate) async fn create_session(&self, tenant: &TenantId, token_hash: &str, ttl_secs: i64) -> Result<()> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM strata_control.sessions WHERE expires_at < now()", &[]).await?;
+        client
+            .execute(
+                "INSERT INTO strata_control.sessions (token_hash, tenant_id, expires_at)
+                 VALUES ($1, $2, now() + make_interval(secs => $3))",
+                &[&token_hash, &tenant.as_str(), &(ttl_secs as f64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_tenant(&self, token_hash: &str) -> Result<Option<TenantId>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT tenant_id FROM strata_control.sessions WHERE token_hash = $1 AND expires_at > now()",
+                &[&token_hash],
+            )
+            .await?;
+        Ok(row.and_then(|r| TenantId::parse(r.get::<_, &str>(0)).ok()))
+    }
+
+    pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM strata_control.sessions WHERE token_hash = $1", &[&token_hash]).await?;
+        Ok(())
     }
 }
 

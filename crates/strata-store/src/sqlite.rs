@@ -14,6 +14,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
 use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
 use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::report::{DepartmentHires, QuarterRow, Year};
 use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     prefix TEXT NOT NULL,
     created_at TEXT NOT NULL,
     revoked_at TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    expires_at INTEGER NOT NULL
 ) STRICT;
 ";
 
@@ -644,6 +650,88 @@ impl SqliteStore {
             Ok(counts)
         })
         .await
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn hires_by_quarter(&self, tenant: &TenantId, year: Year) -> Result<Vec<QuarterRow>> {
+        let db = self.tenant_db(tenant)?;
+        let b = year.quarter_bounds().map(|t| t.timestamp_micros());
+        db.read(move |c| {
+            let mut st = c.prepare_cached(crate::reports::HIRES_BY_QUARTER_SQLITE)?;
+            let rows = st.query_map(params![b[0], b[1], b[2], b[3], b[4]], |r| {
+                Ok(QuarterRow {
+                    department_name: r.get(0)?,
+                    job_name: r.get(1)?,
+                    q1: r.get(2)?,
+                    q2: r.get(3)?,
+                    q3: r.get(4)?,
+                    q4: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn department_hires(&self, tenant: &TenantId, year: Year) -> Result<(Vec<DepartmentHires>, i64)> {
+        let db = self.tenant_db(tenant)?;
+        let b = year.quarter_bounds().map(|t| t.timestamp_micros());
+        db.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut st = tx.prepare_cached(crate::reports::DEPARTMENT_HIRES_SQLITE)?;
+            let rows = st
+                .query_map(params![b[0], b[4]], |r| {
+                    Ok(DepartmentHires { department_id: r.get(0)?, department_name: r.get(1)?, hired: r.get(2)? })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let n: i64 = tx.query_row("SELECT count(*) FROM \"departments\"", [], |r| r.get(0))?;
+            drop(st);
+            tx.commit()?;
+            Ok((rows, n))
+        })
+        .await
+    }
+
+    pub(crate) async fn create_session(&self, tenant: &TenantId, token_hash: &str, ttl_secs: i64) -> Result<()> {
+        let (t, h) = (tenant.to_string(), token_hash.to_string());
+        self.control
+            .write(move |c| {
+                let now = chrono::Utc::now();
+                c.execute("DELETE FROM sessions WHERE expires_at < ?1", [now.timestamp()])?;
+                c.execute(
+                    "INSERT INTO sessions (token_hash, tenant_id, expires_at) VALUES (?1, ?2, ?3)",
+                    params![h, t, now.timestamp() + ttl_secs],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn session_tenant(&self, token_hash: &str) -> Result<Option<TenantId>> {
+        let h = token_hash.to_string();
+        let id: Option<String> = self
+            .control
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT tenant_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                    params![h, chrono::Utc::now().timestamp()],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .await?;
+        Ok(id.and_then(|s| TenantId::parse(&s).ok()))
+    }
+
+    pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let h = token_hash.to_string();
+        self.control
+            .write(move |c| {
+                c.execute("DELETE FROM sessions WHERE token_hash = ?1", [h])?;
+                Ok(())
+            })
+            .await
     }
 }
 

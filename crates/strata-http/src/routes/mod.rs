@@ -5,6 +5,7 @@ pub mod datasets;
 pub mod docs;
 pub mod health;
 pub mod ingest;
+pub mod reports;
 pub mod rows;
 pub mod tables;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::router())
         .merge(rows::router())
         .merge(backups::router())
+        .merge(reports::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::telemetry::track))

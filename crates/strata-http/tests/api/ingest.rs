@@ -68,7 +68,7 @@ async fn batch_size_limits_are_enforced_and_nothing_is_inserted(b: Backend) {
     assert_eq!(app.get(&key, "/v1/tables/employees/rows/20000").await.status(), 404);
     // A body far beyond any real batch is refused before parsing.
     let huge = vec![b'x'; 17 << 20];
-    let r = app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key)
+    let r = app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key).header("connection", "close")
         .header("content-type", "text/csv").body(huge).send().await.unwrap();
     assert_eq!(error_code(r).await, (413, "body_too_large".into()));
 }

@@ -10,4 +10,5 @@ mod ingest;
 mod isolation;
 mod load;
 mod operations;
+mod reports;
 mod rows;
