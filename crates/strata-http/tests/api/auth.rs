@@ -14,6 +14,8 @@ pub const V1_ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/tables/employees/backups"),
     ("GET", "/v1/tables/employees/backups/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
     ("POST", "/v1/tables/employees/restore"),
+    ("GET", "/v1/reports/hires-by-quarter"),
+    ("GET", "/v1/reports/departments-above-mean"),
 ];
 
 async fn send(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> reqwest::Response {

@@ -64,7 +64,8 @@ async fn every_route_is_in_the_openapi_document_and_docs_work_offline(b: Backend
         .iter()
         .map(|(m, p)| (*m, *p))
         .collect();
-    routes.extend([("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs")]);
+    routes.extend([("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
+        ("GET", "/reports"), ("GET", "/reports/session"), ("POST", "/reports/session"), ("DELETE", "/reports/session")]);
     for (method, path) in routes {
         let templ = path
             .replace("/employees/", "/{table}/")
