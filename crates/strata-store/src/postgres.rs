@@ -519,7 +519,8 @@ impl PgStore {
         }
         let mut counts = Vec::new();
         for (t, mut rx) in sets {
-            let writer = ChunkWriter::new(&schema, &t);
+            let mut writer = ChunkWriter::new(&schema, &t);
+            writer.defer_self_refs = true;
             let mut n = 0u64;
             while let Some(chunk) = rx.recv().await {
                 let chunk = chunk.map_err(StoreError::InvalidBackup)?;
@@ -535,7 +536,7 @@ impl PgStore {
             let row = tx
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM {c} WHERE {fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} WHERE {p}.{pk} = {c}.{fk})",
+                        "SELECT count(*) FROM {c} AS child WHERE child.{fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} AS parent WHERE parent.{pk} = child.{fk})",
                         c = qualified(&schema, &child), fk = ident(&col), p = qualified(&schema, &parent), pk = ident(&pcol)
                     ),
                     &[],
@@ -804,11 +805,13 @@ fn read_key(r: &Row, i: usize, c: &Column) -> Option<Key> {
 struct ChunkWriter<'a> {
     schema: &'a str,
     table: &'a Table,
+    /// Skip per-row checks of references into the same table (restore checks them at the end).
+    defer_self_refs: bool,
 }
 
 impl<'a> ChunkWriter<'a> {
     fn new(schema: &'a str, table: &'a Table) -> Self {
-        Self { schema, table }
+        Self { schema, table, defer_self_refs: false }
     }
 
     /// Which of `keys` exist in `table`'s primary key.
@@ -841,6 +844,9 @@ impl<'a> ChunkWriter<'a> {
         let mut fk_errors: HashMap<usize, Vec<_>> = HashMap::new();
         for (ci, col) in t.columns.iter().enumerate() {
             let Some(fk) = &col.references else { continue };
+            if self.defer_self_refs && fk.table == t.name {
+                continue;
+            }
             let mut wanted: Vec<&Value> = Vec::new();
             let mut seen = HashSet::new();
             for cand in cands {

@@ -397,7 +397,7 @@ impl SqliteStore {
             let load_id = new_id();
             let mut tally = Tally::new(REPORT_SAMPLE);
             {
-                let mut w = RowWriter::new(&tx, &table)?;
+                let mut w = RowWriter::new(&tx, &table, false)?;
                 while let Some(chunk) = chunks.blocking_recv() {
                     let chunk = chunk.map_err(StoreError::Input)?;
                     for c in &chunk {
@@ -445,7 +445,7 @@ impl SqliteStore {
             let batch_id = new_id();
             let mut tally = Tally::new(usize::MAX);
             {
-                let mut w = RowWriter::new(&tx, &table)?;
+                let mut w = RowWriter::new(&tx, &table, false)?;
                 for c in &rows {
                     let outcome = w.write(c)?;
                     if let Some(rej) = tally.record(c, outcome) {
@@ -621,7 +621,7 @@ impl SqliteStore {
             let mut counts = Vec::new();
             for (t, rx) in sets {
                 let mut rx = rx;
-                let mut w = RowWriter::new(&tx, &t)?;
+                let mut w = RowWriter::new(&tx, &t, true)?;
                 let mut n = 0u64;
                 while let Some(chunk) = rx.blocking_recv() {
                     let chunk = chunk.map_err(StoreError::InvalidBackup)?;
@@ -636,7 +636,7 @@ impl SqliteStore {
             for (child, col, parent, pcol) in dependents(&all).into_iter().filter(|d| restored.contains(&d.2)) {
                 let orphans: i64 = tx.query_row(
                     &format!(
-                        "SELECT count(*) FROM {c} WHERE {fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} WHERE {p}.{pk} = {c}.{fk})",
+                        "SELECT count(*) FROM {c} AS child WHERE child.{fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {p} AS parent WHERE parent.{pk} = child.{fk})",
                         c = ident(&child), fk = ident(&col), p = ident(&parent), pk = ident(&pcol)
                     ),
                     [],
@@ -868,7 +868,9 @@ struct RowWriter<'c> {
 const FK_CACHE_MAX: usize = 100_000;
 
 impl<'c> RowWriter<'c> {
-    fn new(c: &'c Connection, table: &'c Table) -> Result<Self> {
+    /// `defer_self_refs`: skip per-row checks of references into the same table (a restore
+    /// checks them all at the end, since key order need not be parent-first).
+    fn new(c: &'c Connection, table: &'c Table, defer_self_refs: bool) -> Result<Self> {
         let name = ident(&table.name);
         let cols = column_list(table);
         let marks = (1..=table.columns.len())
@@ -889,6 +891,9 @@ impl<'c> RowWriter<'c> {
         let mut fks = Vec::new();
         for (i, col) in table.columns.iter().enumerate() {
             if let Some(fk) = &col.references {
+                if defer_self_refs && fk.table == table.name {
+                    continue;
+                }
                 let st = c.prepare(&format!(
                     "SELECT 1 FROM {} WHERE {} = ?1",
                     ident(&fk.table),
