@@ -15,6 +15,7 @@
 //!   detects truncation and corruption, and by-name resolution of any writer schema onto a table.
 //! * [`error`]: the one table of stable error codes shared by every protocol.
 //! * [`report`]: the hiring KPI reports' definitions (quarters, the mean) and CSV rendering.
+//! * [`order`]: BTC buy orders: currencies, exact amounts and rates, rounding up to satoshis.
 //! * [`hr`]: the built-in HR dataset of the seed.
 //!
 //! Relational checks (foreign keys, duplicate keys) need the data, so they live in `strata-store`.
@@ -24,6 +25,7 @@ pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod hr;
+pub mod order;
 pub mod report;
 pub mod secret;
 pub mod tenant;
