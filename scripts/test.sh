@@ -36,4 +36,33 @@ if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam' >/dev/null
 fi
 export STRATA_TEST_PYTHON="$venv/bin/python"
 
+# The browser test of the reports dashboard drives Debian's Chromium with playwright-core
+# (crates/strata-http/tests/browser). Chromium comes from apt (needs root, as on CI);
+# playwright-core from npm, at the exact version package.json pins, into that folder's
+# node_modules (git-ignored). Both are installed once and skipped when already there.
+chromium="${STRATA_TEST_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  if [ "$chromium" = /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the browser tests…" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: $chromium is missing and cannot be installed here (needs root and apt-get);" >&2
+    echo "         the browser tests will fail. Install Debian's chromium or set STRATA_TEST_CHROMIUM." >&2
+  fi
+fi
+export STRATA_TEST_CHROMIUM="$chromium"
+browser_dir="$PWD/crates/strata-http/tests/browser"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  want=$(D="$browser_dir" node -p "require(process.env.D + '/package.json').dependencies['playwright-core']")
+  have=$(D="$browser_dir" node -p "require(process.env.D + '/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    (cd "$browser_dir" && npm install --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null)
+  fi
+else
+  echo "warning: node and npm are missing; the browser tests will fail. Install Node.js 20 or newer." >&2
+fi
+export STRATA_TEST_BROWSER_DIR="$browser_dir"
+export STRATA_TEST_NODE_MODULES="$browser_dir/node_modules"
+
 cargo test --workspace --locked "$@"

@@ -80,6 +80,31 @@ enum Command {
     Restore(RestoreArgs),
     /// Hiring KPI reports over the HR dataset.
     Report(ReportArgs),
+    /// The BTC order book.
+    #[command(subcommand)]
+    Orders(OrdersCmd),
+}
+
+#[derive(Subcommand)]
+enum OrdersCmd {
+    /// Rebuild the listing read model from the write model.
+    RebuildReadModel {
+        #[arg(long, env = "STRATA_TENANT")]
+        tenant: String,
+    },
+    /// Set the tenant's cap on the BTC in its book (default 100).
+    SetCap {
+        #[arg(long, env = "STRATA_TENANT")]
+        tenant: String,
+        /// In BTC, up to 8 decimals.
+        #[arg(long)]
+        btc: String,
+    },
+    /// Show the BTC in the book and the cap.
+    Book {
+        #[arg(long, env = "STRATA_TENANT")]
+        tenant: String,
+    },
 }
 
 #[derive(Args)]
@@ -142,6 +167,47 @@ struct ServeArgs {
     /// Log format: json (one JSON object per line) or pretty.
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// Where BTC prices come from: coinbase (a Coinbase-compatible spot API; the default for
+    /// `serve`) or fixed (offline; the default for `demo`).
+    #[arg(long, env = "STRATA_RATE_PROVIDER", value_parser = ["coinbase", "fixed"])]
+    rate_provider: Option<String>,
+    /// Base URL of the Coinbase-compatible API.
+    #[arg(long, env = "STRATA_RATE_BASE_URL", default_value = "https://api.coinbase.com")]
+    rate_base_url: String,
+    /// Rates for the fixed provider.
+    #[arg(long, env = "STRATA_FIXED_RATES", default_value = strata_http::startup::DEMO_RATES)]
+    fixed_rates: String,
+    /// Timeout of one price request, in milliseconds.
+    #[arg(long, env = "STRATA_RATE_TIMEOUT_MS", default_value_t = 2000)]
+    rate_timeout_ms: u64,
+    /// Retries after a failed price request (timeouts, 5xx, 429).
+    #[arg(long, env = "STRATA_RATE_RETRIES", default_value_t = 2)]
+    rate_retries: u32,
+    /// How long a fetched price is reused, in milliseconds (0 disables the cache).
+    #[arg(long, env = "STRATA_RATE_CACHE_MS", default_value_t = 2000)]
+    rate_cache_ms: u64,
+    /// Serve the py-dist-arch compatible order surface, unauthenticated, for this tenant.
+    #[arg(long, env = "STRATA_COMPAT_PY_DIST_ARCH_TENANT")]
+    compat_py_dist_arch_tenant: Option<String>,
+}
+
+impl ServeArgs {
+    fn options(&self, default_provider: &str) -> anyhow::Result<strata_http::startup::Options> {
+        let provider = self.rate_provider.as_deref().unwrap_or(default_provider);
+        let rates = if provider == "fixed" {
+            strata_store::rates::RateProvider::fixed_from_spec(&self.fixed_rates)
+                .map_err(|e| anyhow::anyhow!("--fixed-rates: {e}"))?
+        } else {
+            strata_store::rates::RateProvider::coinbase(
+                &self.rate_base_url,
+                Duration::from_millis(self.rate_timeout_ms),
+                self.rate_retries,
+                Duration::from_millis(self.rate_cache_ms),
+            )
+        };
+        let compat_tenant = self.compat_py_dist_arch_tenant.as_deref().map(parse_tenant).transpose()?;
+        Ok(strata_http::startup::Options { rates, compat_tenant })
+    }
 }
 
 #[derive(Subcommand)]
@@ -245,7 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         store = store.with_backup_dir(dir.clone());
     }
     match cli.command {
-        Command::Serve(a) => serve(store, a, &config).await,
+        Command::Serve(a) => serve(store, a, &config, "coinbase").await,
         Command::Demo(a) => demo(store, a, &config).await,
         Command::Tenant(cmd) => tenant(store, cmd).await,
         Command::Dataset(cmd) => dataset(store, cmd).await,
@@ -253,14 +319,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(a) => backup(store, a).await,
         Command::Restore(a) => restore(store, a).await,
         Command::Report(a) => report(store, a).await,
+        Command::Orders(cmd) => orders(store, cmd).await,
     }
 }
 
-async fn serve(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Result<()> {
-    let app = strata_http::startup::Application::build(a.http_addr, store)
+async fn serve(store: Store, a: ServeArgs, config: &StoreConfig, default_provider: &str) -> anyhow::Result<()> {
+    let options = a.options(default_provider)?;
+    let rates = options.rates.describe();
+    let app = strata_http::startup::Application::build_with(a.http_addr, store, options)
         .await
         .with_context(|| format!("cannot listen on {}", a.http_addr))?;
-    tracing::info!(http_addr = %app.local_addr(), storage = ?config, "strata listening");
+    tracing::info!(http_addr = %app.local_addr(), storage = ?config, rates = %rates, "strata listening");
     app.run_until(strata_http::startup::shutdown_signal()).await?;
     tracing::info!("strata stopped");
     Ok(())
@@ -298,7 +367,7 @@ async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Resul
         key.plaintext.expose(),
         key.plaintext.expose()
     );
-    serve(store, a, config).await
+    serve(store, a, config, "fixed").await
 }
 
 async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
@@ -559,6 +628,39 @@ async fn restore(store: Store, a: RestoreArgs) -> anyhow::Result<()> {
         println!("done in {:.2}s", report.duration_ms as f64 / 1000.0);
     }
     Ok(())
+}
+
+async fn orders(store: Store, cmd: OrdersCmd) -> anyhow::Result<()> {
+    use strata_domain::order::format_btc;
+    match cmd {
+        OrdersCmd::RebuildReadModel { tenant } => {
+            let tid = parse_tenant(&tenant)?;
+            let n = store.rebuild_read_model(&tid).await?;
+            println!("read model rebuilt: {n} orders");
+        }
+        OrdersCmd::SetCap { tenant, btc } => {
+            let tid = parse_tenant(&tenant)?;
+            let sats = parse_btc(&btc).ok_or_else(|| anyhow::anyhow!("--btc must be a positive amount with at most 8 decimals"))?;
+            store.set_cap(&tid, sats).await?;
+            println!("cap set to {} BTC", format_btc(sats));
+        }
+        OrdersCmd::Book { tenant } => {
+            let tid = parse_tenant(&tenant)?;
+            let (total, cap) = store.order_book(&tid).await?;
+            println!("{} BTC of {} BTC", format_btc(total), format_btc(cap));
+        }
+    }
+    Ok(())
+}
+
+fn parse_btc(s: &str) -> Option<i64> {
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    if i.is_empty() || f.len() > 8 || !i.bytes().all(|b| b.is_ascii_digit()) || !f.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = i.parse().ok()?;
+    let frac: i64 = format!("{f:0<8}").parse().ok()?;
+    whole.checked_mul(100_000_000)?.checked_add(frac).filter(|v| *v > 0)
 }
 
 async fn report(store: Store, a: ReportArgs) -> anyhow::Result<()> {

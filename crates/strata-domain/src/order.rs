@@ -231,3 +231,40 @@ mod tests {
         assert_eq!(format_btc(1), "0.00000001");
     }
 }
+
+/// A stored order, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    /// Microseconds since the epoch, UTC.
+    pub created_at: i64,
+    pub amount: FiatAmount,
+    pub rate: Rate,
+    pub sats: i64,
+}
+
+impl Order {
+    /// The API representation: decimals as strings, `btc_amount` with exactly 8 decimals.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "created_at": crate::value::format_datetime(self.created_at),
+            "currency": self.amount.currency.code(),
+            "amount": self.amount.to_decimal_string(),
+            "exchange_rate": self.rate.to_string(),
+            "btc_amount": format_btc(self.sats),
+        })
+    }
+}
+
+/// The body of a refusal because the book would exceed its cap (stored for replays).
+pub fn cap_exceeded_json(room_sats: i64, cap_sats: i64, wanted_sats: i64) -> serde_json::Value {
+    serde_json::json!({"error": {
+        "code": "btc_cap_exceeded",
+        "message": format!(
+            "this order needs {} BTC but the book has only {} BTC left under its cap of {} BTC",
+            format_btc(wanted_sats), format_btc(room_sats.max(0)), format_btc(cap_sats)
+        ),
+        "details": {"room_btc": format_btc(room_sats.max(0)), "cap_btc": format_btc(cap_sats), "requested_btc": format_btc(wanted_sats)}
+    }})
+}

@@ -81,6 +81,7 @@ pub struct AboveMean {
     pub total_hires: i64,
     pub departments_counted: i64,
     /// total_hires / departments_counted, to 2 decimals, as a string (exact inputs, no float).
+    /// Rounded half away from zero, as people round by hand.
     pub mean: String,
     pub rows: Vec<DepartmentHires>,
 }
@@ -96,7 +97,9 @@ impl AboveMean {
         let mean = if departments == 0 {
             "0.00".to_string()
         } else {
-            (Decimal::from(total) / Decimal::from(departments)).round_dp(2).to_string()
+            (Decimal::from(total) / Decimal::from(departments))
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+                .to_string()
         };
         let mean = if mean.contains('.') { mean } else { format!("{mean}.00") };
         let mean = match mean.split_once('.') {

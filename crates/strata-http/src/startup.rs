@@ -9,17 +9,48 @@ use crate::AppState;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
+
+/// What a deployment chooses beyond storage.
+pub struct Options {
+    pub rates: strata_store::rates::RateProvider,
+    pub compat_tenant: Option<strata_domain::tenant::TenantId>,
+}
+
+impl Default for Options {
+    /// Fixed demo rates and no compatibility surface: what tests and the demo use.
+    fn default() -> Self {
+        Self {
+            rates: strata_store::rates::RateProvider::fixed_from_spec(DEMO_RATES).expect("valid demo rates"),
+            compat_tenant: None,
+        }
+    }
+}
+
+/// The rates the demo and the tests use when no provider is configured.
+pub const DEMO_RATES: &str = "USD=64000.12,EUR=59000,GBP=51000.5";
 
 impl Application {
     /// Binds the address (use port 0 for an ephemeral port) without serving yet.
     pub async fn build(addr: SocketAddr, store: strata_store::Store) -> std::io::Result<Self> {
+        Self::build_with(addr, store, Options::default()).await
+    }
+
+    pub async fn build_with(addr: SocketAddr, store: strata_store::Store, options: Options) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        if let Some(t) = &options.compat_tenant {
+            tracing::warn!(tenant = %t, "the py-dist-arch compatibility surface is ON: /compat/py-dist-arch/* takes unauthenticated requests and writes to this tenant's order book");
+        }
+        let orders = strata_store::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
         let state = AppState {
             store,
             metrics: crate::telemetry::prometheus(),
+            orders: Some(std::sync::Arc::new(orders)),
+            compat_tenant: options.compat_tenant,
         };
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, wake })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -31,10 +62,13 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.wake.clone());
         let app = crate::routes::router(self.state);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        relay.abort();
+        served
     }
 }
 

@@ -23,6 +23,9 @@
 pub mod backup;
 pub mod cursor;
 pub mod ingest;
+pub mod events;
+pub mod orders;
+pub mod rates;
 pub mod postgres;
 mod reports;
 pub mod sqlite;
@@ -75,6 +78,8 @@ pub enum StoreError {
     Input(String),
     #[error("{0}")]
     ReportUnavailable(String),
+    #[error("the new cap is below the BTC already in the book")]
+    CapBelowTotal,
     #[error("backup {0:?} does not exist")]
     BackupNotFound(String),
     #[error("the backup cannot be restored: {0}")]
@@ -102,6 +107,7 @@ impl StoreError {
             StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             StoreError::Input(_) => ErrorCode::MalformedBody,
             StoreError::ReportUnavailable(_) => ErrorCode::ReportUnavailable,
+            StoreError::CapBelowTotal => ErrorCode::InvalidOrder,
             StoreError::BackupNotFound(_) => ErrorCode::BackupNotFound,
             StoreError::InvalidBackup(_) => ErrorCode::InvalidBackup,
             StoreError::RestoreRefused(_) => ErrorCode::RestoreRefused,
@@ -530,6 +536,54 @@ impl Store {
     pub async fn delete_session(&self, token: &str) -> Result<()> {
         let hash = KeyHash::of(token);
         dispatch!(self, b => b.delete_session(hash.as_str()).await)
+    }
+}
+
+impl Store {
+    /// The stored answer to an order idempotency key, if any: lets a replay skip the rate call.
+    pub async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
+        dispatch!(self, b => b.order_idempotency(t, key).await)
+    }
+
+    pub async fn create_order(&self, t: &TenantId, key: &str, fingerprint: &str, order: strata_domain::order::Order) -> Result<orders::CreateOutcome> {
+        dispatch!(self, b => b.create_order(t, key, fingerprint, order).await)
+    }
+
+    pub async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<strata_domain::order::Order>> {
+        dispatch!(self, b => b.get_order(t, id).await)
+    }
+
+    /// Newest first from the read model, strictly older than `before`.
+    pub async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<strata_domain::order::Order>> {
+        dispatch!(self, b => b.list_orders(t, before, limit).await)
+    }
+
+    pub async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<orders::OrderEvent>> {
+        dispatch!(self, b => b.pending_events(t, limit).await)
+    }
+
+    pub async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
+        dispatch!(self, b => b.mark_published(t, seqs).await)
+    }
+
+    /// Applies events to the read model; idempotent and order-safe per order.
+    pub async fn project(&self, t: &TenantId, events: Vec<orders::OrderEvent>) -> Result<()> {
+        dispatch!(self, b => b.project(t, events).await)
+    }
+
+    pub async fn rebuild_read_model(&self, t: &TenantId) -> Result<u64> {
+        let n = dispatch!(self, b => b.rebuild_view(t).await)?;
+        tracing::info!(tenant = %t, orders = n, "order read model rebuilt");
+        Ok(n)
+    }
+
+    /// (BTC in the book, cap), in satoshis.
+    pub async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
+        dispatch!(self, b => b.order_book(t).await)
+    }
+
+    pub async fn set_cap(&self, t: &TenantId, cap_sats: i64) -> Result<()> {
+        dispatch!(self, b => b.set_cap(t, cap_sats).await)
     }
 }
 

@@ -23,6 +23,8 @@ use strata_domain::report::{DepartmentHires, QuarterRow, Year};
 use strata_domain::value::Value;
 
 use crate::backup::ExportMsg;
+use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
+use strata_domain::order::Order;
 use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
     duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
     RowOutcome, Tally, REPORT_SAMPLE,
@@ -164,6 +166,7 @@ impl PgStore {
         }
         // Schema, bookkeeping tables, tenant row and key commit together or not at all.
         tx.batch_execute(&tenant_schema_sql(&schema_of(id))).await?;
+        tx.batch_execute(&crate::orders::pg_order_schema(&schema_of(id))).await?;
         tx.execute(
             "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix) VALUES ($1, $2, $3)",
             &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],
@@ -623,6 +626,199 @@ impl PgStore {
     pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let client = self.pool.get().await?;
         client.execute("DELETE FROM strata_control.sessions WHERE token_hash = $1", &[&token_hash]).await?;
+        Ok(())
+    }
+}
+
+fn micros_to_ts(us: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn pg_order(r: &Row) -> Option<Order> {
+    let rate: Decimal = r.get(4);
+    row_to_order(
+        r.get::<_, uuid::Uuid>(0).to_string(),
+        r.get::<_, DateTime<Utc>>(1).timestamp_micros(),
+        r.get(2),
+        r.get(3),
+        &rate.normalize().to_string(),
+        r.get(5),
+    )
+}
+
+impl PgStore {
+    pub(crate) async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT fingerprint, status, response FROM {}._strata_order_idempotency WHERE key = $1 AND status IS NOT NULL", schema_of(t)),
+                &[&key],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get::<_, i32>(1) as u16, r.get(2))))
+    }
+
+    pub(crate) async fn create_order(&self, t: &TenantId, key: &str, fp: &str, order: Order) -> Result<CreateOutcome> {
+        let schema = schema_of(t);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Racing duplicates queue here on the key's unique index until the first commits.
+        let claimed = tx
+            .execute(&format!("INSERT INTO {schema}._strata_order_idempotency (key, fingerprint) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"), &[&key, &fp])
+            .await?;
+        if claimed == 0 {
+            let r = tx
+                .query_one(&format!("SELECT fingerprint, status, response FROM {schema}._strata_order_idempotency WHERE key = $1"), &[&key])
+                .await?;
+            let (f, status, body): (String, Option<i32>, Option<String>) = (r.get(0), r.get(1), r.get(2));
+            if f != fp {
+                return Err(StoreError::IdempotencyKeyReused);
+            }
+            return match (status, body) {
+                (Some(s), Some(b)) => Ok(CreateOutcome::Replayed { status: s as u16, body: b }),
+                _ => Err(StoreError::Database(anyhow::anyhow!("idempotency record without a response"))),
+            };
+        }
+        let raised = tx
+            .query_opt(
+                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats + $1 <= cap_sats RETURNING total_sats"),
+                &[&order.sats],
+            )
+            .await?;
+        if raised.is_none() {
+            let r = tx.query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[]).await?;
+            let (total, cap): (i64, i64) = (r.get(0), r.get(1));
+            let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
+            tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+            tx.commit().await?;
+            return Ok(CreateOutcome::CapExceeded { body });
+        }
+        let id = uuid::Uuid::parse_str(&order.id).map_err(|e| StoreError::Database(e.into()))?;
+        tx.execute(
+            &format!("INSERT INTO {schema}._strata_orders (id, created_at, currency, amount_minor, exchange_rate, btc_sats, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &[&id, &micros_to_ts(order.created_at), &order.amount.currency.code(), &order.amount.minor, &order.rate.decimal(), &order.sats, &key],
+        )
+        .await?;
+        let event = OrderEvent {
+            event_id: uuid::Uuid::now_v7().to_string(), tenant: t.to_string(), seq: 0, order_id: order.id.clone(), created_at: order.created_at,
+            currency: order.amount.currency.code().into(), amount_minor: order.amount.minor, exchange_rate: order.rate.to_string(),
+            btc_sats: order.sats, idempotency_key: key.to_string(),
+        };
+        tx.execute(&format!("INSERT INTO {schema}._strata_outbox (event) VALUES ($1)"), &[&serde_json::to_string(&event).unwrap()]).await?;
+        let body = order.to_json().to_string();
+        tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 201, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created { order, body })
+    }
+
+    pub(crate) async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<Order>> {
+        let Ok(id) = uuid::Uuid::parse_str(id) else { return Ok(None) };
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(&format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {}._strata_orders WHERE id = $1", schema_of(t)), &[&id])
+            .await?;
+        Ok(row.as_ref().and_then(pg_order))
+    }
+
+    pub(crate) async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Order>> {
+        let schema = schema_of(t);
+        let c = self.pool.get().await?;
+        let limit = limit as i64;
+        let rows = match before {
+            Some((at, id)) => {
+                let id = uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Database(e.into()))?;
+                c.query(
+                    &format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {schema}._strata_orders_view WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3"),
+                    &[&micros_to_ts(at), &id, &limit],
+                )
+                .await?
+            }
+            None => {
+                c.query(
+                    &format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {schema}._strata_orders_view ORDER BY created_at DESC, id DESC LIMIT $1"),
+                    &[&limit],
+                )
+                .await?
+            }
+        };
+        Ok(rows.iter().filter_map(pg_order).collect())
+    }
+
+    pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(&format!("SELECT seq, event FROM {}._strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1", schema_of(t)), &[&(limit as i64)])
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let mut e: OrderEvent = serde_json::from_str(r.get::<_, &str>(1)).ok()?;
+                e.seq = r.get(0);
+                Some(e)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.execute(&format!("UPDATE {}._strata_outbox SET published_at = now() WHERE seq = ANY($1)", schema_of(t)), &[&seqs]).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn project(&self, t: &TenantId, events: Vec<OrderEvent>) -> Result<()> {
+        let schema = schema_of(t);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for e in &events {
+            let id = uuid::Uuid::parse_str(&e.order_id).map_err(|err| StoreError::Database(err.into()))?;
+            let rate = Decimal::from_str(&e.exchange_rate).map_err(|err| StoreError::Database(err.into()))?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {schema}._strata_orders_view AS v (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, currency = excluded.currency,
+                       amount_minor = excluded.amount_minor, exchange_rate = excluded.exchange_rate,
+                       btc_sats = excluded.btc_sats, seq = excluded.seq
+                     WHERE excluded.seq > v.seq"
+                ),
+                &[&id, &micros_to_ts(e.created_at), &e.currency, &e.amount_minor, &rate, &e.btc_sats, &e.seq],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rebuild_view(&self, t: &TenantId) -> Result<u64> {
+        let schema = schema_of(t);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(&format!("DELETE FROM {schema}._strata_orders_view"), &[]).await?;
+        let n = tx
+            .execute(
+                &format!("INSERT INTO {schema}._strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
+                          SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats, 0 FROM {schema}._strata_orders"),
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
+        let c = self.pool.get().await?;
+        let r = c.query_one(&format!("SELECT total_sats, cap_sats FROM {}._strata_order_book WHERE id = 1", schema_of(t)), &[]).await?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(&format!("UPDATE {}._strata_order_book SET cap_sats = $1 WHERE id = 1 AND total_sats <= $1", schema_of(t)), &[&cap])
+            .await?;
+        if n == 0 {
+            return Err(StoreError::CapBelowTotal);
+        }
         Ok(())
     }
 }

@@ -19,6 +19,8 @@ use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
 use crate::backup::ExportMsg;
+use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
+use strata_domain::order::Order;
 use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
     duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
     RowOutcome, Tally, REPORT_SAMPLE,
@@ -243,6 +245,7 @@ impl SqliteStore {
                     let c = Connection::open(&tmp)?;
                     configure(&c)?;
                     c.execute_batch(TENANT_SCHEMA)?;
+                    c.execute_batch(crate::orders::SQLITE_ORDER_SCHEMA)?;
                     c.pragma_update(None, "journal_mode", "DELETE")?;
                 }
                 std::fs::rename(&tmp, &final_path)
@@ -732,6 +735,185 @@ impl SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
+        let db = self.tenant_db(t)?;
+        let key = key.to_string();
+        db.read(move |c| {
+            Ok(c.query_row(
+                "SELECT fingerprint, status, response FROM _strata_order_idempotency WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u16, r.get(2)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn create_order(&self, t: &TenantId, key: &str, fingerprint: &str, order: Order) -> Result<CreateOutcome> {
+        let db = self.tenant_db(t)?;
+        let (key, fp, tenant) = (key.to_string(), fingerprint.to_string(), t.to_string());
+        db.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found: Option<(String, i64, String)> = tx
+                .query_row("SELECT fingerprint, status, response FROM _strata_order_idempotency WHERE key = ?1", [&key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((f, status, body)) = found {
+                return if f == fp { Ok(CreateOutcome::Replayed { status: status as u16, body }) } else { Err(StoreError::IdempotencyKeyReused) };
+            }
+            let (total, cap): (i64, i64) = tx.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let now = chrono::Utc::now().timestamp();
+            if total.checked_add(order.sats).is_none_or(|n| n > cap) {
+                let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
+                tx.execute("INSERT INTO _strata_order_idempotency (key, fingerprint, status, response, created_at) VALUES (?1, ?2, 409, ?3, ?4)", params![key, fp, body, now])?;
+                tx.commit()?;
+                return Ok(CreateOutcome::CapExceeded { body });
+            }
+            tx.execute("UPDATE _strata_order_book SET total_sats = total_sats + ?1 WHERE id = 1", [order.sats])?;
+            tx.execute(
+                "INSERT INTO _strata_orders (id, created_at, currency, amount_minor, exchange_rate, btc_sats, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![order.id, order.created_at, order.amount.currency.code(), order.amount.minor, order.rate.to_string(), order.sats, key],
+            )?;
+            let event = crate::orders::OrderEvent {
+                event_id: uuid::Uuid::now_v7().to_string(), tenant, seq: 0, order_id: order.id.clone(), created_at: order.created_at,
+                currency: order.amount.currency.code().into(), amount_minor: order.amount.minor, exchange_rate: order.rate.to_string(),
+                btc_sats: order.sats, idempotency_key: key.clone(),
+            };
+            tx.execute("INSERT INTO _strata_outbox (event) VALUES (?1)", [serde_json::to_string(&event).unwrap()])?;
+            let body = order.to_json().to_string();
+            tx.execute("INSERT INTO _strata_order_idempotency (key, fingerprint, status, response, created_at) VALUES (?1, ?2, 201, ?3, ?4)", params![key, fp, body, now])?;
+            tx.commit()?;
+            Ok(CreateOutcome::Created { order, body })
+        })
+        .await
+    }
+
+    pub(crate) async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<Order>> {
+        let db = self.tenant_db(t)?;
+        let id = id.to_string();
+        db.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders WHERE id = ?1",
+                [id],
+                |r| Ok(row_to_order(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?, r.get(5)?)),
+            )
+            .optional()?
+            .flatten())
+        })
+        .await
+    }
+
+    pub(crate) async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Order>> {
+        let db = self.tenant_db(t)?;
+        db.read(move |c| {
+            let (at, id) = before.unwrap_or((i64::MAX, String::new()));
+            let sql = if id.is_empty() {
+                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders_view WHERE created_at <= ?1 OR ?2 = '' ORDER BY created_at DESC, id DESC LIMIT ?3"
+            } else {
+                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders_view WHERE (created_at, id) < (?1, ?2) ORDER BY created_at DESC, id DESC LIMIT ?3"
+            };
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map(params![at, id, limit as i64], |r| {
+                Ok(row_to_order(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?, r.get(5)?))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.extend(r?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
+        let db = self.tenant_db(t)?;
+        db.read(move |c| {
+            let mut st = c.prepare_cached("SELECT seq, event FROM _strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?1")?;
+            let rows = st.query_map([limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (seq, ev) = r?;
+                if let Ok(mut e) = serde_json::from_str::<OrderEvent>(&ev) {
+                    e.seq = seq;
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
+        let db = self.tenant_db(t)?;
+        db.write(move |conn| {
+            let tx = conn.transaction()?;
+            let now = chrono::Utc::now().timestamp_micros();
+            for s in seqs {
+                tx.execute("UPDATE _strata_outbox SET published_at = ?1 WHERE seq = ?2", params![now, s])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn project(&self, t: &TenantId, events: Vec<OrderEvent>) -> Result<()> {
+        let db = self.tenant_db(t)?;
+        db.write(move |conn| {
+            let tx = conn.transaction()?;
+            for e in &events {
+                tx.execute(
+                    "INSERT INTO _strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, currency = excluded.currency,
+                       amount_minor = excluded.amount_minor, exchange_rate = excluded.exchange_rate,
+                       btc_sats = excluded.btc_sats, seq = excluded.seq
+                     WHERE excluded.seq > _strata_orders_view.seq",
+                    params![e.order_id, e.created_at, e.currency, e.amount_minor, e.exchange_rate, e.btc_sats, e.seq],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn rebuild_view(&self, t: &TenantId) -> Result<u64> {
+        let db = self.tenant_db(t)?;
+        db.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM _strata_orders_view", [])?;
+            let n = tx.execute(
+                "INSERT INTO _strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
+                 SELECT o.id, o.created_at, o.currency, o.amount_minor, o.exchange_rate, o.btc_sats, 0 FROM _strata_orders o",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
+        let db = self.tenant_db(t)?;
+        db.read(|c| Ok(c.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?)).await
+    }
+
+    pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
+        let db = self.tenant_db(t)?;
+        db.write(move |conn| {
+            let n = conn.execute("UPDATE _strata_order_book SET cap_sats = ?1 WHERE id = 1 AND total_sats <= ?1", [cap])?;
+            if n == 0 {
+                return Err(StoreError::CapBelowTotal);
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -5,6 +5,7 @@ pub mod datasets;
 pub mod docs;
 pub mod health;
 pub mod ingest;
+pub mod orders;
 pub mod reports;
 pub mod rows;
 pub mod tables;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rows::router())
         .merge(backups::router())
         .merge(reports::router())
+        .merge(orders::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::telemetry::track))

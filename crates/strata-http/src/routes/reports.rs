@@ -148,8 +148,8 @@ async fn dashboard() -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-        )],
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ), (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
         Html(DASHBOARD_HTML),
     )
 }

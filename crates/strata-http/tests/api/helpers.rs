@@ -95,6 +95,10 @@ pub fn store_config(backend: Backend, dir: Option<&tempfile::TempDir>, pg: Optio
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, strata_http::startup::Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: strata_http::startup::Options) -> TestApp {
     let (dir, pg) = match backend {
         Backend::Sqlite => (Some(tempfile::tempdir().unwrap()), None),
         Backend::Postgres => (None, Some(PgDatabase::create().await)),
@@ -104,7 +108,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         .await
         .unwrap()
         .with_backup_dir(backups.path().to_path_buf());
-    let app = strata_http::startup::Application::build("127.0.0.1:0".parse().unwrap(), store.clone())
+    let app = strata_http::startup::Application::build_with("127.0.0.1:0".parse().unwrap(), store.clone(), options)
         .await
         .unwrap();
     let addr = app.local_addr();

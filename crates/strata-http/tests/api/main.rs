@@ -5,10 +5,12 @@ mod helpers;
 
 mod auth;
 mod backups;
+mod dashboard;
 mod datasets;
 mod ingest;
 mod isolation;
 mod load;
 mod operations;
+mod orders;
 mod reports;
 mod rows;

@@ -1,0 +1,93 @@
+//! The 100 BTC cap across several Strata processes sharing one PostgreSQL database.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admin() -> String {
+    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn pg(sql: &str) {
+    let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(sql).await.unwrap();
+}
+
+fn serve(url: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--database-url", url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed"])
+        .env_remove("STRATA_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first log lines say where it listens.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "strata listening" {
+            break v["http_addr"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base: format!("http://{addr}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_racing_two_processes_never_break_the_cap() {
+    let db = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
+    pg(&format!("CREATE DATABASE {db}")).await;
+    let url = format!("{}/{db}", &admin()[..admin().rfind('/').unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "tenant", "create", "acme"]).output().unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // A cap of 0.05 BTC: room for four orders of 0.01000014 BTC, and fifty clients want one each.
+    let status = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "orders", "set-cap", "--tenant", "acme", "--btc", "0.05"]).status().unwrap();
+    assert!(status.success());
+    let servers = [serve(&url), serve(&url)];
+    let client = reqwest::Client::new();
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let base = servers[i % 2].base.clone();
+        let (client, key) = (client.clone(), key.clone());
+        handles.push(tokio::spawn(async move {
+            // 640.01 USD at the fixed 64000.12 USD/BTC is 0.01000014 BTC, rounded up.
+            let r = client.post(format!("{base}/v1/buy-orders")).bearer_auth(&key)
+                .header("idempotency-key", format!("race-{i}"))
+                .json(&serde_json::json!({"currency": "USD", "amount": "640.01"}))
+                .send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut ok = Vec::new();
+    for h in handles {
+        let (s, body) = h.await.unwrap();
+        match s {
+            201 => ok.push(body["id"].as_str().unwrap().to_string()),
+            409 => assert_eq!(body["error"]["code"], "btc_cap_exceeded"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(ok.len(), 4, "0.05 BTC holds four orders of 0.01000014 BTC");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "orders", "book", "--tenant", "acme"]).output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "0.04000056 BTC of 0.05000000 BTC");
+    for id in &ok {
+        let r = client.get(format!("{}/v1/buy-orders/{id}", servers[0].base)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 200, "every order that got 201 is stored");
+    }
+    drop(servers);
+    pg(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
