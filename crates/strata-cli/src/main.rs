@@ -186,6 +186,13 @@ struct ServeArgs {
     /// How long a fetched price is reused, in milliseconds (0 disables the cache).
     #[arg(long, env = "STRATA_RATE_CACHE_MS", default_value_t = 2000)]
     rate_cache_ms: u64,
+    /// Event stream for order events: unset for the embedded in-process bus, or a NATS URL
+    /// (nats://127.0.0.1:4222) for JetStream, which several processes can share.
+    #[arg(long, env = "STRATA_EVENTS_URL")]
+    events_url: Option<String>,
+    /// JetStream stream name (subjects `<stream>.<tenant>`).
+    #[arg(long, env = "STRATA_EVENTS_STREAM", default_value = "STRATA_ORDERS")]
+    events_stream: String,
     /// Serve the py-dist-arch compatible order surface, unauthenticated, for this tenant.
     #[arg(long, env = "STRATA_COMPAT_PY_DIST_ARCH_TENANT")]
     compat_py_dist_arch_tenant: Option<String>,
@@ -206,7 +213,13 @@ impl ServeArgs {
             )
         };
         let compat_tenant = self.compat_py_dist_arch_tenant.as_deref().map(parse_tenant).transpose()?;
-        Ok(strata_http::startup::Options { rates, compat_tenant })
+        if let Some(url) = &self.events_url {
+            if !url.starts_with("nats://") {
+                bail!("--events-url must be a nats:// URL (leave it unset for the embedded bus)");
+            }
+        }
+        let events = self.events_url.clone().map(|u| (u, self.events_stream.clone()));
+        Ok(strata_http::startup::Options { rates, compat_tenant, events })
     }
 }
 

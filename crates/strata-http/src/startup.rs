@@ -10,12 +10,15 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    bus: strata_store::events::Bus,
 }
 
 /// What a deployment chooses beyond storage.
 pub struct Options {
     pub rates: strata_store::rates::RateProvider,
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
+    /// `None`: the embedded bus. `Some((url, stream))`: NATS JetStream.
+    pub events: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -24,6 +27,7 @@ impl Default for Options {
         Self {
             rates: strata_store::rates::RateProvider::fixed_from_spec(DEMO_RATES).expect("valid demo rates"),
             compat_tenant: None,
+            events: None,
         }
     }
 }
@@ -43,6 +47,12 @@ impl Application {
         if let Some(t) = &options.compat_tenant {
             tracing::warn!(tenant = %t, "the py-dist-arch compatibility surface is ON: /compat/py-dist-arch/* takes unauthenticated requests and writes to this tenant's order book");
         }
+        let bus = match &options.events {
+            None => strata_store::events::Bus::Embedded,
+            Some((url, stream)) => strata_store::events::Bus::Nats(
+                strata_store::events::NatsBus::connect(url, stream).await.map_err(std::io::Error::other)?,
+            ),
+        };
         let orders = strata_store::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
         let state = AppState {
             store,
@@ -50,7 +60,7 @@ impl Application {
             orders: Some(std::sync::Arc::new(orders)),
             compat_tenant: options.compat_tenant,
         };
-        Ok(Self { listener, state, wake })
+        Ok(Self { listener, state, wake, bus })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -62,7 +72,7 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.wake.clone());
+        let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.bus.clone(), self.wake.clone());
         let app = crate::routes::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -12,5 +12,6 @@ mod isolation;
 mod load;
 mod operations;
 mod orders;
+mod orders_nats;
 mod reports;
 mod rows;
