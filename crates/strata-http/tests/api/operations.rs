@@ -65,15 +65,22 @@ async fn every_route_is_in_the_openapi_document_and_docs_work_offline(b: Backend
         .map(|(m, p)| (*m, *p))
         .collect();
     routes.extend([("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
-        ("GET", "/reports"), ("GET", "/reports/session"), ("POST", "/reports/session"), ("DELETE", "/reports/session")]);
+        ("GET", "/reports"), ("GET", "/reports/session"), ("POST", "/reports/session"), ("DELETE", "/reports/session"),
+        ("POST", "/v1/buy-orders"), ("GET", "/v1/buy-orders"), ("GET", "/v1/buy-orders/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
+        ("PUT", "/compat/py-dist-arch/buy_order"), ("GET", "/compat/py-dist-arch/buy_orders")]);
     for (method, path) in routes {
         let templ = path
             .replace("/employees/", "/{table}/")
             .replace("/v1/datasets/hr", "/v1/datasets/{name}")
             .replace("/rows/1", "/rows/{id}")
-            .replace("/backups/01a20134-fe56-70fd-8b8a-805d1b2869c3", "/backups/{id}");
+            .replace("/backups/01a20134-fe56-70fd-8b8a-805d1b2869c3", "/backups/{id}")
+            .replace("/buy-orders/01a20134-fe56-70fd-8b8a-805d1b2869c3", "/buy-orders/{id}");
         let op = &paths.get(&templ).unwrap_or_else(|| panic!("{templ} is not documented"))[method.to_lowercase()];
         assert!(op.is_object(), "{method} {templ} is not documented");
+        // The compatibility surface is off here, so its routes answer route_not_found by design.
+        if path.starts_with("/compat/") {
+            continue;
+        }
         // And the route really exists: anything but route_not_found.
         let r = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
         assert_ne!(error_code(r).await.1, "route_not_found", "{method} {path}");
