@@ -19,6 +19,9 @@ use strata_domain::tenant::TenantId;
 use strata_store::ingest::spawn_csv_reader;
 use strata_store::{LoadReport, Store, StoreConfig};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Strata: a multi-tenant data platform in one binary")]
 struct Cli {

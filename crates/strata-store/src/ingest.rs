@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use strata_domain::csv::{split_fields, RecordReader};
 use strata_domain::dataset::Table;
-use strata_domain::validate::{validate_fields, RowResult};
+use strata_domain::validate::RowResult;
 use strata_domain::value::{FieldError, Reason, Value};
 use tokio::sync::mpsc;
 
@@ -220,7 +220,6 @@ pub fn candidate_from_record(
     index: usize,
     rec: &strata_domain::csv::RawRecord,
 ) -> Candidate {
-    let raw = rec.raw_text();
     let result = if rec.oversized {
         Err(vec![FieldError {
             column: None,
@@ -232,7 +231,7 @@ pub fn candidate_from_record(
         }])
     } else {
         match split_fields(&rec.raw) {
-            Ok(fields) => validate_fields(table, &fields),
+            Ok(fields) => strata_domain::validate::validate_owned(table, fields),
             Err(msg) => Err(vec![FieldError {
                 column: None,
                 code: if msg.contains("UTF-8") {
@@ -244,6 +243,8 @@ pub fn candidate_from_record(
             }]),
         }
     };
+    // Only rejected rows are quoted in the log: skip the copy for the others.
+    let raw = if result.is_err() { rec.raw_text() } else { String::new() };
     Candidate {
         line: Some(rec.line),
         index,

@@ -199,6 +199,7 @@ impl OrderService {
         // A replay is answered from the stored response: no price lookup, no cap check.
         if let Some((fp, status, body)) = self.store.order_idempotency(tenant, key).await? {
             if fp != fingerprint {
+                metrics::counter!("strata_orders_refused_total", "reason" => "idempotency_key_reused").increment(1);
                 tracing::info!(tenant = %tenant, idempotency_key = %key, event = "order.refused", reason = "idempotency_key_reused", "order refused");
                 return Err(crate::StoreError::IdempotencyKeyReused.into());
             }
@@ -208,6 +209,7 @@ impl OrderService {
         let rate = match self.rates.spot(amount.currency).await {
             Ok(r) => r,
             Err(e) => {
+                metrics::counter!("strata_orders_refused_total", "reason" => "rate_unavailable").increment(1);
                 tracing::warn!(tenant = %tenant, idempotency_key = %key, error = %e, event = "order.refused", reason = "rate_unavailable", "order refused");
                 return Err(e.into());
             }
