@@ -153,10 +153,10 @@ struct RestoreArgs {
     #[arg(long)]
     all: bool,
     /// A backup id (default: the table's newest backup).
-    #[arg(long, conflicts_with = "file")]
+    #[arg(long, conflicts_with_all = ["file", "all"])]
     backup: Option<String>,
     /// An Avro file written by Strata or any other Avro writer.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all")]
     file: Option<PathBuf>,
     #[arg(long)]
     json: bool,

@@ -18,6 +18,22 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
                 .ok()?
+                // Backups, restores and projection lag run far longer than requests.
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Prefix("strata_backup".into()),
+                    &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Prefix("strata_restore".into()),
+                    &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("strata_projection_lag_seconds".into()),
+                    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0],
+                )
+                .ok()?
                 .install_recorder()
                 .ok()
         })
