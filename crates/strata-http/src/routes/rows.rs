@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tables/{table}/rejections", get(rejections))
 }
 
+/// Unknown parameters are refused: a typo like `limt` must not silently mean "the default".
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub limit: Option<String>,
     pub after: Option<String>,

@@ -55,6 +55,8 @@ async fn bad_limits_and_cursors_are_refused(b: Backend) {
             assert_eq!(error_code(r).await, (400, "invalid_cursor".into()), "{path} {c}");
         }
     }
+    let r = app.get(&key, "/v1/tables/employees/rows?limt=5").await;
+    assert_eq!(error_code(r).await, (400, "invalid_query".into()));
     let r = app.get(&key, "/v1/tables/nope/rows").await;
     assert_eq!(error_code(r).await, (404, "table_not_found".into()));
     let r = app.get(&key, "/v1/tables/nope/rejections").await;
