@@ -26,14 +26,19 @@ async fn pg(sql: &str) {
 }
 
 fn serve(url: &str) -> Server {
+    serve_with(&["--database-url", url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed"])
+}
+
+/// Starts `strata` with `args` and waits for the log line that says where it listens.
+fn serve_with(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["--database-url", url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed"])
+        .args(args)
         .env_remove("STRATA_DATA_DIR")
+        .env_remove("STRATA_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The first log lines say where it listens.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("server exited").unwrap();
@@ -117,23 +122,7 @@ async fn a_projector_killed_mid_stream_resumes_without_duplicates() {
     let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--data-dir", &d, "tenant", "create", "acme"]).output().unwrap();
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let serve_with_nats = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["--data-dir", &d, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed", "--events-url", &nats_url])
-            .env_remove("STRATA_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server exited").unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["message"] == "strata listening" {
-                break v["http_addr"].as_str().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base: format!("http://{addr}") }
+        serve_with(&["--data-dir", &d, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed", "--events-url", &nats_url])
     };
     let client = reqwest::Client::new();
     let a = serve_with_nats();
