@@ -228,7 +228,7 @@ for backend in $BACKENDS; do
 
     PORT=$(free_port)
     SERVER_LOG=$WORK/$backend-server.log
-    "${S[@]}" serve --http-addr "127.0.0.1:$PORT" --rate-provider fixed >"$SERVER_LOG" 2>&1 &
+    "${S[@]}" serve --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$PORT" --rate-provider fixed >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 300); do
         curl -fsS "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break

@@ -69,7 +69,7 @@ for backend in sqlite postgres; do
     for t in departments jobs; do "${S[@]}" load --tenant bench --table "$t" "data/hr/$t.csv" >/dev/null; done
     "${S[@]}" load --tenant bench --table employees "$WORK/employees.csv" >/dev/null
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "${S[@]}" serve --http-addr "127.0.0.1:$PORT" >"$WORK/server-$backend.log" 2>&1 &
+    "${S[@]}" serve --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$PORT" >"$WORK/server-$backend.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.1; done
     api() { curl -sf -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/v1/reports/$1?year=2021"; }

@@ -220,7 +220,7 @@ for i in $(seq "$REPS"); do
     dir=$WORK/data/sqlite_api_$i
     key=$(setup_tenant --data-dir "$dir")
     port=$(free_port)
-    "$STRATA" --data-dir "$dir" serve --http-addr "127.0.0.1:$port" >"$WORK/c_server_$i.log" 2>&1 &
+    "$STRATA" --data-dir "$dir" serve --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" >"$WORK/c_server_$i.log" 2>&1 &
     SERVER_PID=$!
     # Wait (bounded) for the server to answer /ready; give up if it died.
     for _ in $(seq 300); do

@@ -64,7 +64,7 @@ impl StorageArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API.
+    /// Run the HTTP API and the gRPC query service.
     Serve(ServeArgs),
     /// Create the `demo` tenant with the HR dataset, load the bundled CSV files, print the API
     /// key and the URLs, and serve.
@@ -86,6 +86,64 @@ enum Command {
     /// The BTC order book.
     #[command(subcommand)]
     Orders(OrdersCmd),
+    /// Blue/green deployment of the query service: status, switch, rollback.
+    #[command(subcommand)]
+    Deploy(DeployCmd),
+}
+
+#[derive(Args, Clone)]
+struct SwitchArgs {
+    /// Who is switching, for the deployment history (default: $USER).
+    #[arg(long, env = "STRATA_ACTOR")]
+    actor: Option<String>,
+    /// How long the coming stack is announced before the flip, in milliseconds.
+    #[arg(long, env = "STRATA_ANNOUNCE_MS", default_value_t = 2000)]
+    announce_ms: u64,
+    /// How long to wait for the old stack to drain, in seconds.
+    #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value_t = 300)]
+    drain_timeout_secs: u64,
+    /// nginx's active-stack.conf to rewrite at the flip (see deploy/nginx/strata-grpc.conf).
+    #[arg(long, env = "STRATA_NGINX_ACTIVE_FILE")]
+    nginx_active_file: Option<PathBuf>,
+    /// Command that reloads nginx afterwards, e.g. "nginx -p DIR -c DIR/nginx.conf -s reload".
+    #[arg(long, env = "STRATA_NGINX_RELOAD", requires = "nginx_active_file")]
+    nginx_reload: Option<String>,
+}
+
+impl SwitchArgs {
+    fn options(&self) -> strata_grpc::deploy::SwitchOptions {
+        let actor = self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+        strata_grpc::deploy::SwitchOptions {
+            actor: format!("cli:{actor}"),
+            announce: Duration::from_millis(self.announce_ms),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            nginx_active_file: self.nginx_active_file.clone(),
+            nginx_reload: self.nginx_reload.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DeployCmd {
+    /// Show the active stack, live instances and recent switches.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the target stack, announce it, flip, drain the old stack, record the switch.
+    Switch {
+        /// The stack to make active: blue or green.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        args: SwitchArgs,
+    },
+    /// Switch back to the stack that is not active.
+    Rollback {
+        #[command(flatten)]
+        args: SwitchArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +257,31 @@ struct ServeArgs {
     /// Serve the py-dist-arch compatible order surface, unauthenticated, for this tenant.
     #[arg(long, env = "STRATA_COMPAT_PY_DIST_ARCH_TENANT")]
     compat_py_dist_arch_tenant: Option<String>,
+    /// Address of the gRPC query service (e6data protocol).
+    #[arg(long, env = "STRATA_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// The stack this instance belongs to: blue or green.
+    #[arg(long, env = "STRATA_STACK", default_value = "blue")]
+    stack: String,
+    /// Time limit of one query, in seconds.
+    #[arg(long, env = "STRATA_QUERY_TIMEOUT_SECS", default_value_t = 300)]
+    query_timeout_secs: u64,
+    /// After a switch away from this stack, how long it keeps serving the queries it owns.
+    #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value_t = 300)]
+    drain_timeout_secs: u64,
+    /// How often the shared deployment state is re-read, in milliseconds.
+    #[arg(long, env = "STRATA_DEPLOY_POLL_MS", default_value_t = 100)]
+    deploy_poll_ms: u64,
+    /// Address other instances and `strata deploy` use to reach this HTTP API (default: the
+    /// bound address).
+    #[arg(long, env = "STRATA_ADVERTISE_HTTP")]
+    advertise_http: Option<String>,
+    /// Bearer token for /v1/admin/* (blue/green switching over HTTP); unset leaves it off.
+    #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Announcement time of switches started through the admin API, in milliseconds.
+    #[arg(long, env = "STRATA_ANNOUNCE_MS", default_value_t = 2000)]
+    announce_ms: u64,
 }
 
 impl ServeArgs {
@@ -222,7 +305,17 @@ impl ServeArgs {
             }
         }
         let events = self.events_url.clone().map(|u| (u, self.events_stream.clone()));
-        Ok(strata_http::startup::Options { rates, compat_tenant, events })
+        if let Some(t) = &self.admin_token {
+            if t.len() < 16 {
+                bail!("--admin-token must be at least 16 characters");
+            }
+        }
+        let switch = strata_grpc::deploy::SwitchOptions {
+            announce: Duration::from_millis(self.announce_ms),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            ..Default::default()
+        };
+        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token: self.admin_token.clone(), switch })
     }
 }
 
@@ -336,18 +429,86 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(a) => restore(store, a).await,
         Command::Report(a) => report(store, a).await,
         Command::Orders(cmd) => orders(store, cmd).await,
+        Command::Deploy(cmd) => deploy(store, cmd).await,
     }
 }
 
 async fn serve(store: Store, a: ServeArgs, config: &StoreConfig, default_provider: &str) -> anyhow::Result<()> {
     let options = a.options(default_provider)?;
     let rates = options.rates.describe();
-    let app = strata_http::startup::Application::build_with(a.http_addr, store, options)
+    let stack: strata_grpc::deploy_stack::Stack = a.stack.parse().map_err(|e: String| anyhow::anyhow!("--stack: {e}"))?;
+    let app = strata_http::startup::Application::build_with(a.http_addr, store.clone(), options)
         .await
         .with_context(|| format!("cannot listen on {}", a.http_addr))?;
-    tracing::info!(http_addr = %app.local_addr(), storage = ?config, rates = %rates, "strata listening");
-    app.run_until(strata_http::startup::shutdown_signal()).await?;
+    let http_addr = app.local_addr();
+    let mut grpc_opts =
+        strata_grpc::GrpcOptions::new(stack, a.advertise_http.clone().unwrap_or_else(|| http_addr.to_string()));
+    grpc_opts.query.timeout = Duration::from_secs(a.query_timeout_secs.max(1));
+    grpc_opts.drain_timeout = Duration::from_secs(a.drain_timeout_secs);
+    grpc_opts.poll = Duration::from_millis(a.deploy_poll_ms.clamp(10, 10_000));
+    let grpc = strata_grpc::GrpcServer::build(a.grpc_addr, store, grpc_opts)
+        .await
+        .with_context(|| format!("cannot start the gRPC query service on {}", a.grpc_addr))?;
+    tracing::info!(http_addr = %http_addr, grpc_addr = %grpc.local_addr(), stack = %stack, storage = ?config, rates = %rates, "strata listening");
+    // One signal stops both servers; each then drains its in-flight calls.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        strata_http::startup::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let (h, g) = tokio::join!(app.run_until(wait(stop_rx.clone())), grpc.run_until(wait(stop_rx)));
+    h?;
+    g?;
     tracing::info!("strata stopped");
+    Ok(())
+}
+
+async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
+    use strata_grpc::deploy;
+    let fresh = Duration::from_secs(3);
+    let show = |r: &strata_store::deploy::SwitchRecord| {
+        println!(
+            "{} -> {}: {} in {} ms by {} ({})",
+            r.from,
+            r.to,
+            r.outcome,
+            r.duration_ms(),
+            r.actor,
+            r.detail
+        )
+    };
+    match cmd {
+        DeployCmd::Status { json } => {
+            let s = deploy::status(&store, fresh, 20).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            println!("active:    {}", s.active);
+            println!("announced: {}", s.announced.as_deref().unwrap_or("-"));
+            println!("instances:");
+            for i in &s.instances {
+                println!("  {:<6} {}  http {}  grpc {}  in flight {}", i.stack, i.id, i.http_addr, i.grpc_addr, i.inflight);
+            }
+            println!("history (newest first):");
+            for r in &s.history {
+                print!("  {}  ", r.id);
+                show(r);
+            }
+        }
+        DeployCmd::Switch { to, args } => {
+            let to = to.parse().map_err(|e: String| anyhow::anyhow!("--to: {e}"))?;
+            let r = deploy::switch(&store, to, &args.options()).await?;
+            show(&r);
+        }
+        DeployCmd::Rollback { args } => {
+            let r = deploy::rollback(&store, &args.options()).await?;
+            show(&r);
+        }
+    }
     Ok(())
 }
 

@@ -1,19 +1,10 @@
 //! The 100 BTC cap across several Strata processes sharing one PostgreSQL database.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-struct Server {
-    child: Child,
-    base: String,
-}
+use std::process::{Command, Stdio};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{serve_with, Server};
 
 fn admin() -> String {
     std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -27,28 +18,6 @@ async fn pg(sql: &str) {
 
 fn serve(url: &str) -> Server {
     serve_with(&["--database-url", url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed"])
-}
-
-/// Starts `strata` with `args` and waits for the log line that says where it listens.
-fn serve_with(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env_remove("STRATA_DATA_DIR")
-        .env_remove("STRATA_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "strata listening" {
-            break v["http_addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base: format!("http://{addr}") }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

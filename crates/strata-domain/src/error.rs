@@ -101,6 +101,10 @@ error_codes! {
     BackupFailed => ("backup_failed", Internal),
     InvalidCodec => ("invalid_codec", BadRequest),
     DatabaseUnavailable => ("database_unavailable", Unavailable),
+    AdminApiDisabled => ("admin_api_disabled", NotFound),
+    InvalidAdminToken => ("invalid_admin_token", Unauthenticated),
+    InvalidStack => ("invalid_stack", BadRequest),
+    SwitchRefused => ("switch_refused", Conflict),
     Internal => ("internal_error", Internal),
 }
 

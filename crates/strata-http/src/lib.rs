@@ -30,4 +30,8 @@ pub struct AppState {
     pub orders: Option<std::sync::Arc<strata_store::orders::OrderService>>,
     /// The tenant the unauthenticated py-dist-arch surface writes to; `None` keeps it off.
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
+    /// SHA-256 of the admin token; `None` turns the admin API off.
+    pub admin_token: Option<strata_domain::tenant::KeyHash>,
+    /// How switches started through the admin API announce and drain.
+    pub switch: strata_grpc::deploy::SwitchOptions,
 }

@@ -19,6 +19,9 @@ pub struct Options {
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
     /// `None`: the embedded bus. `Some((url, stream))`: NATS JetStream.
     pub events: Option<(String, String)>,
+    /// Bearer token of the admin API (`/v1/admin/*`); `None` leaves it off.
+    pub admin_token: Option<String>,
+    pub switch: strata_grpc::deploy::SwitchOptions,
 }
 
 impl Default for Options {
@@ -28,6 +31,8 @@ impl Default for Options {
             rates: strata_store::rates::RateProvider::fixed_from_spec(DEMO_RATES).expect("valid demo rates"),
             compat_tenant: None,
             events: None,
+            admin_token: None,
+            switch: strata_grpc::deploy::SwitchOptions::default(),
         }
     }
 }
@@ -59,6 +64,8 @@ impl Application {
             metrics: crate::telemetry::prometheus(),
             orders: Some(std::sync::Arc::new(orders)),
             compat_tenant: options.compat_tenant,
+            admin_token: options.admin_token.as_deref().map(strata_domain::tenant::KeyHash::of),
+            switch: options.switch,
         };
         Ok(Self { listener, state, wake, bus })
     }

@@ -22,11 +22,13 @@
 
 pub mod backup;
 pub mod cursor;
+pub mod deploy;
 pub mod ingest;
 pub mod events;
 pub mod orders;
 pub mod rates;
 pub mod postgres;
+pub mod query;
 mod reports;
 pub mod sqlite;
 

@@ -55,6 +55,31 @@ CREATE TABLE IF NOT EXISTS strata_control.sessions (
     tenant_id TEXT NOT NULL REFERENCES strata_control.tenants(id),
     expires_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS strata_control.deploy_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    active TEXT NOT NULL,
+    target TEXT,
+    switch_id TEXT,
+    changed_at_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS strata_control.deploy_history (
+    id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    from_stack TEXT NOT NULL,
+    to_stack TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    finished_at_ms BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS strata_control.deploy_instances (
+    id TEXT PRIMARY KEY,
+    stack TEXT NOT NULL,
+    http_addr TEXT NOT NULL,
+    grpc_addr TEXT NOT NULL,
+    inflight BIGINT NOT NULL,
+    heartbeat_at_ms BIGINT NOT NULL
+);
 ";
 
 fn tenant_schema_sql(schema: &str) -> String {
@@ -144,6 +169,10 @@ impl PgStore {
         tx.batch_execute(CONTROL_SCHEMA).await?;
         tx.commit().await?;
         Ok(store)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -49,6 +49,31 @@ CREATE TABLE IF NOT EXISTS sessions (
     tenant_id TEXT NOT NULL REFERENCES tenants(id),
     expires_at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS deploy_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    active TEXT NOT NULL,
+    target TEXT,
+    switch_id TEXT,
+    changed_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS deploy_history (
+    id TEXT PRIMARY KEY,
+    actor TEXT NOT NULL,
+    from_stack TEXT NOT NULL,
+    to_stack TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS deploy_instances (
+    id TEXT PRIMARY KEY,
+    stack TEXT NOT NULL,
+    http_addr TEXT NOT NULL,
+    grpc_addr TEXT NOT NULL,
+    inflight INTEGER NOT NULL,
+    heartbeat_at_ms INTEGER NOT NULL
+) STRICT;
 ";
 
 const TENANT_SCHEMA: &str = "
@@ -197,6 +222,36 @@ impl SqliteStore {
             control,
             tenants: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs `f` on the control database (deployment state lives there).
+    pub(crate) async fn control_write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.control.write(f).await
+    }
+
+    pub(crate) async fn control_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.control.read(f).await
+    }
+
+    pub(crate) fn control_file(&self) -> PathBuf {
+        self.data_dir.join("control.db")
+    }
+
+    /// The tenant's database file; the query engine opens its own read-only connections.
+    pub(crate) fn tenant_file(&self, id: &TenantId) -> Result<PathBuf> {
+        let path = tenant_path(&self.data_dir, id);
+        if !path.exists() {
+            return Err(StoreError::TenantNotFound(id.to_string()));
+        }
+        Ok(path)
     }
 
     fn tenant_db(&self, id: &TenantId) -> Result<Arc<Db>> {

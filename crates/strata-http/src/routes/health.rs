@@ -23,10 +23,14 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// The database answers, and a smoke query runs through the query engine: a blue/green switch
+/// sends traffic to a stack only after its instances pass this.
 async fn ready(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     s.store.ping().await.map_err(ApiError::from)?;
-    Ok(Json(json!({"status": "ready", "database": s.store.kind()})))
+    s.store.smoke_query().await.map_err(|e| {
+        ApiError::new(strata_domain::ErrorCode::DatabaseUnavailable, format!("the query engine smoke test failed: {e}"))
+    })?;
+    Ok(Json(json!({"status": "ready", "database": s.store.kind(), "query_engine": "ok"})))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

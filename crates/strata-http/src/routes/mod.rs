@@ -6,6 +6,7 @@ pub mod docs;
 pub mod health;
 pub mod ingest;
 pub mod orders;
+pub mod deploy;
 pub mod reports;
 pub mod rows;
 pub mod tables;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(backups::router())
         .merge(reports::router())
         .merge(orders::router())
+        .merge(deploy::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::telemetry::track))

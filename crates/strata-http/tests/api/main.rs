@@ -7,6 +7,7 @@ mod auth;
 mod backups;
 mod dashboard;
 mod datasets;
+mod grpc;
 mod ingest;
 mod isolation;
 mod load;

@@ -47,7 +47,7 @@ async fn stub(mode: &'static str, fail_first: usize) -> (String, Stub) {
 }
 
 fn coinbase(base: &str, timeout_ms: u64, retries: u32) -> Options {
-    Options { rates: RateProvider::coinbase(base, Duration::from_millis(timeout_ms), retries, Duration::ZERO), compat_tenant: None, events: None }
+    Options { rates: RateProvider::coinbase(base, Duration::from_millis(timeout_ms), retries, Duration::ZERO), ..Options::default() }
 }
 
 async fn order(app: &TestApp, key: &str, idem: &str, body: Json) -> reqwest::Response {

@@ -1,0 +1,136 @@
+//! Strata's query service on the e6data gRPC protocol.
+//!
+//! A guided tour:
+//! * [`service`]: the `QueryEngineService` / `ClusterService` handlers (protocol only);
+//! * [`registry`]: the queries this instance owns, from prepare to clear;
+//! * [`gate`]: this instance's view of the blue/green state, refreshed from the control plane;
+//! * [`deploy`]: the switch procedure (validate, announce, flip, drain, record) that
+//!   `strata deploy` and the admin API run.
+//!
+//! The SQL engine itself lives in `strata_store::query` and knows nothing of gRPC.
+
+pub mod deploy;
+/// Re-exported so binaries need not depend on the store for the stack type.
+pub mod deploy_stack {
+    pub use strata_store::deploy::Stack;
+}
+pub mod gate;
+pub mod registry;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_client::proto::cluster_service_server::ClusterServiceServer;
+use strata_client::proto::query_engine_service_server::QueryEngineServiceServer;
+use strata_store::deploy::{Instance, Stack};
+use strata_store::query::QueryOptions;
+use strata_store::Store;
+use tokio::net::TcpListener;
+
+use crate::gate::{tokio_util_shim, Gate, WatchConfig};
+use crate::registry::Registry;
+use crate::service::{ClusterSvc, Engine, QuerySvc};
+
+#[derive(Debug, Clone)]
+pub struct GrpcOptions {
+    pub stack: Stack,
+    pub query: QueryOptions,
+    /// How often the deployment state is re-read.
+    pub poll: Duration,
+    /// How long an inactive stack keeps serving queries it owns after a switch.
+    pub drain_timeout: Duration,
+    /// Queries untouched this long are cancelled and forgotten.
+    pub idle_timeout: Duration,
+    /// The HTTP address a switch uses to check this instance's `/ready`.
+    pub http_addr: String,
+}
+
+impl GrpcOptions {
+    pub fn new(stack: Stack, http_addr: String) -> Self {
+        Self {
+            stack,
+            query: QueryOptions::default(),
+            poll: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(600),
+            http_addr,
+        }
+    }
+}
+
+pub struct GrpcServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    trigger: tokio_util_shim::Trigger,
+    idle_timeout: Duration,
+}
+
+impl GrpcServer {
+    /// Binds `addr` (port 0 picks one) and starts following the deployment state.
+    pub async fn build(addr: SocketAddr, store: Store, opts: GrpcOptions) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let registry = Arc::new(Registry::default());
+        let (trigger, shutdown) = tokio_util_shim::channel();
+        let instance = Instance {
+            id: format!("{}-{}", opts.stack, uuid::Uuid::now_v7().simple()),
+            stack: opts.stack.as_str().to_string(),
+            http_addr: opts.http_addr.clone(),
+            grpc_addr: addr.to_string(),
+            inflight: -1,
+            heartbeat_at_ms: 0,
+        };
+        let gate = gate::watch(
+            store.clone(),
+            opts.stack,
+            registry.clone(),
+            WatchConfig { poll: opts.poll, instance, drain_timeout: opts.drain_timeout },
+            shutdown,
+        )
+        .await?;
+        let engine = Arc::new(Engine::new(store, gate, registry, opts.query));
+        Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn gate(&self) -> Gate {
+        self.engine.gate.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking calls and lets calls in flight finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let registry = self.engine.registry.clone();
+        let idle = self.idle_timeout;
+        let reaper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let n = registry.reap_idle(idle);
+                if n > 0 {
+                    tracing::info!(queries = n, "forgot idle queries");
+                }
+            }
+        });
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            // The connector pings every 30 s even when idle: never answer with GOAWAY.
+            .http2_keepalive_interval(None)
+            .add_service(QueryEngineServiceServer::new(QuerySvc(self.engine.clone())).max_decoding_message_size(64 << 20))
+            .add_service(ClusterServiceServer::new(ClusterSvc))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        reaper.abort();
+        self.engine.registry.cancel_all("the server is shutting down");
+        self.trigger.fire();
+        result.map_err(Into::into)
+    }
+}
+
