@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod backups;
+mod bluegreen;
 mod dashboard;
 mod datasets;
 mod grpc;
