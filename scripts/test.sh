@@ -29,12 +29,29 @@ fi
 # Python libraries written by others, which the interoperability tests use as the judge
 # (fastavro reads our backups and writes files we must restore). Installed once into a venv.
 venv="${STRATA_TEST_VENV:-$HOME/.cache/strata-test-venv}"
-if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam' >/dev/null 2>&1; then
+# The real e6data Python connector (the version ../shared/protocols/e6data-wire.md studied) is
+# the judge of the gRPC query service; it needs a C compiler for Thrift's accelerator.
+if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam, e6data_python_connector' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    'fastavro==1.13.1' 'backports.zstd>=1.0' 'cramjam>=2.8'
+    'fastavro==1.13.1' 'backports.zstd>=1.0' 'cramjam>=2.8' 'e6data-python-connector==3.0.2'
 fi
 export STRATA_TEST_PYTHON="$venv/bin/python"
+
+# Blue/green tests put real nginx (Debian's package) in front of two query-service stacks,
+# with the config in deploy/nginx and scripts/nginx-grpc.sh. The package's own service on
+# port 80 is left alone; tests run private instances on ephemeral ports.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's nginx for the blue/green tests…" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  else
+    echo "warning: nginx is missing and cannot be installed here (needs root and apt-get);" >&2
+    echo "         the blue/green tests will fail. Install Debian's nginx." >&2
+  fi
+fi
+export PATH="$PATH:/usr/sbin"
 
 # The browser test of the reports dashboard drives Debian's Chromium with playwright-core
 # (crates/strata-http/tests/browser). Chromium comes from apt (needs root, as on CI);

@@ -30,6 +30,12 @@ use crate::proto::query_engine_service_client::QueryEngineServiceClient;
 use crate::proto::*;
 use crate::wire::{self, FieldInfo, Value};
 
+fn clone_req<T: Clone>(r: &Request<T>) -> Request<T> {
+    let mut out = Request::new(r.get_ref().clone());
+    *out.metadata_mut() = r.metadata().clone();
+    out
+}
+
 pub const STRATEGIES: [&str; 2] = ["blue", "green"];
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,38 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Whether a call failed before its request left this process: hyper hands back requests still
+/// queued on a connection that closed (a proxy reload sends GOAWAY), and a refused connect sends
+/// nothing. Only these are retried for every call, fetches included: the server never saw them.
+fn never_sent(s: &Status) -> bool {
+    let mut chain = String::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = src {
+        chain.push_str(&e.to_string());
+        chain.push('|');
+        src = e.source();
+    }
+    (s.code() == Code::Cancelled && chain.contains("connection closed"))
+        || (s.code() == Code::Unavailable && (chain.contains("tcp connect error") || chain.contains("Connection refused")))
+}
+
+/// Evaluates a call expression (which builds a fresh request) again while it was never sent.
+macro_rules! resend {
+    ($call:expr) => {{
+        let mut attempt = 0u64;
+        loop {
+            match $call.await {
+                Err(s) if attempt < 5 && never_sent(&s) => {
+                    attempt += 1;
+                    tracing::debug!(error = %s, attempt, "request never sent; sending it again");
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
 
 fn is_456(s: &Status) -> bool {
     s.message().contains("status: 456")
@@ -235,7 +273,7 @@ impl Connection {
             password: self.inner.cfg.password.clone(),
             ..Default::default()
         };
-        match self.client().authenticate(self.request(req, Some(strategy), None)).await {
+        match resend!(self.client().authenticate(self.request(req.clone(), Some(strategy), None))) {
             Ok(r) => {
                 let r = r.into_inner();
                 if r.session_id.is_empty() {
@@ -322,19 +360,22 @@ impl Connection {
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
             let (strategy, session) = self.ensure_session().await?;
-            let mut req = self.request(
-                PrepareStatementV2Request {
-                    session_id: session.clone(),
-                    schema: database.to_string(),
-                    catalog: catalog.to_string(),
-                    query_string: sql.to_string(),
-                    ..Default::default()
-                },
-                Some(&strategy),
-                None,
-            );
-            req.set_timeout(self.inner.cfg.prepare_timeout);
-            match self.client().prepare_statement_v2(req).await {
+            let req = || {
+                let mut req = self.request(
+                    PrepareStatementV2Request {
+                        session_id: session.clone(),
+                        schema: database.to_string(),
+                        catalog: catalog.to_string(),
+                        query_string: sql.to_string(),
+                        ..Default::default()
+                    },
+                    Some(&strategy),
+                    None,
+                );
+                req.set_timeout(self.inner.cfg.prepare_timeout);
+                req
+            };
+            match resend!(self.client().prepare_statement_v2(req())) {
                 Ok(r) => {
                     let r = r.into_inner();
                     self.observe(r.new_strategy.as_deref());
@@ -388,7 +429,7 @@ impl Connection {
             let req = self.request(GetSchemaNamesV2Request { session_id: session, catalog: catalog.clone() }, Some(&strategy), None);
             let mut c = self.client();
             async move {
-                let r = c.get_schema_names_v2(req).await?.into_inner();
+                let r = resend!(c.get_schema_names_v2(clone_req(&req)))?.into_inner();
                 self.observe(r.new_strategy.as_deref());
                 Ok(r.schemas)
             }
@@ -406,7 +447,7 @@ impl Connection {
             );
             let mut c = self.client();
             async move {
-                let r = c.get_tables_v2(req).await?.into_inner();
+                let r = resend!(c.get_tables_v2(clone_req(&req)))?.into_inner();
                 self.observe(r.new_strategy.as_deref());
                 Ok(r.tables)
             }
@@ -430,7 +471,7 @@ impl Connection {
             );
             let mut c = self.client();
             async move {
-                let r = c.get_columns_v2(req).await?.into_inner();
+                let r = resend!(c.get_columns_v2(clone_req(&req)))?.into_inner();
                 self.observe(r.new_strategy.as_deref());
                 Ok(r.field_info.into_iter().map(|f| (f.field_name, f.field_type)).collect())
             }
@@ -458,9 +499,18 @@ impl Connection {
     /// Cancels a query from any task, on the stack that runs it (its pinned strategy and
     /// `plannerip`, never this connection's current strategy).
     pub async fn cancel_query(&self, q: &QueryHandle) -> Result<()> {
-        let r = self.client().cancel_query(self.query_ref(q)).await?.into_inner();
+        let r = resend!(self.client().cancel_query(self.query_ref(q)))?.into_inner();
         self.observe(r.new_strategy.as_deref());
         Ok(())
+    }
+
+    fn clear_ref(&self, q: &QueryHandle) -> Request<ClearOrCancelQueryRequest> {
+        let (md, ext, msg) = self.query_ref(q).into_parts();
+        Request::from_parts(
+            md,
+            ext,
+            ClearOrCancelQueryRequest { engine_ip: msg.engine_ip, session_id: msg.session_id, query_id: msg.query_id, is_done: None },
+        )
     }
 
     fn query_ref(&self, q: &QueryHandle) -> Request<QueryRef> {
@@ -554,21 +604,17 @@ impl Cursor {
     pub async fn run(&mut self) -> Result<()> {
         let q = self.query.clone().ok_or(Error::Usage("prepare a query first"))?;
         let result = async {
-            let r = self
-                .conn
-                .client()
-                .execute_statement_v2(self.conn.request(
-                    ExecuteStatementV2Request {
-                        engine_ip: q.engine_ip.clone(),
-                        session_id: q.session.clone(),
-                        query_id: q.id.clone(),
-                        ..Default::default()
-                    },
-                    Some(&q.strategy),
-                    Some(&q.engine_ip),
-                ))
-                .await?
-                .into_inner();
+            let r = resend!(self.conn.client().execute_statement_v2(self.conn.request(
+                ExecuteStatementV2Request {
+                    engine_ip: q.engine_ip.clone(),
+                    session_id: q.session.clone(),
+                    query_id: q.id.clone(),
+                    ..Default::default()
+                },
+                Some(&q.strategy),
+                Some(&q.engine_ip),
+            )))?
+            .into_inner();
             self.conn.observe(r.new_strategy.as_deref());
             self.refresh_metadata().await
         }
@@ -582,7 +628,7 @@ impl Cursor {
 
     async fn refresh_metadata(&mut self) -> Result<()> {
         let q = self.query.clone().ok_or(Error::Usage("no query"))?;
-        let r = self.conn.client().get_result_metadata(self.conn.query_ref(&q)).await?.into_inner();
+        let r = resend!(self.conn.client().get_result_metadata(self.conn.query_ref(&q)))?.into_inner();
         self.conn.observe(r.new_strategy.as_deref());
         let (rows, fields) = wire::decode_metadata(&r.result_meta_data)?;
         self.rowcount = rows;
@@ -606,7 +652,7 @@ impl Cursor {
         }
         let q = self.query.clone().ok_or(Error::Usage("execute a query first"))?;
         loop {
-            let r = self.conn.client().get_next_result_batch(self.conn.query_ref(&q)).await?.into_inner();
+            let r = resend!(self.conn.client().get_next_result_batch(self.conn.query_ref(&q)))?.into_inner();
             self.conn.observe(r.new_strategy.as_deref());
             match wire::decode_chunk(&r.result_batch, self.description.len())? {
                 Some(rows) if rows.is_empty() => continue,
@@ -666,7 +712,7 @@ impl Cursor {
     /// Stops the running query on the stack that runs it (pinned strategy and `plannerip`).
     pub async fn cancel(&mut self) -> Result<()> {
         let Some(q) = self.query.clone() else { return Ok(()) };
-        let r = self.conn.client().cancel_query(self.conn.query_ref(&q)).await?.into_inner();
+        let r = resend!(self.conn.client().cancel_query(self.conn.query_ref(&q)))?.into_inner();
         self.conn.observe(r.new_strategy.as_deref());
         self.forget();
         Ok(())
@@ -675,15 +721,8 @@ impl Cursor {
     /// Releases the query on the server. Idempotent.
     pub async fn clear(&mut self) -> Result<()> {
         let Some(q) = self.query.clone() else { return Ok(()) };
-        let req = self.conn.query_ref(&q);
-        let (md, ext, msg) = req.into_parts();
-        let req = Request::from_parts(
-            md,
-            ext,
-            ClearOrCancelQueryRequest { engine_ip: msg.engine_ip, session_id: msg.session_id, query_id: msg.query_id, is_done: None },
-        );
         self.forget();
-        let r = self.conn.client().clear_or_cancel_query(req).await?.into_inner();
+        let r = resend!(self.conn.client().clear_or_cancel_query(self.conn.clear_ref(&q)))?.into_inner();
         self.conn.observe(r.new_strategy.as_deref());
         Ok(())
     }
@@ -698,14 +737,14 @@ impl Cursor {
     /// Server-side status: (finished, rows so far).
     pub async fn status(&self) -> Result<(bool, i64)> {
         let q = self.query.clone().ok_or(Error::Usage("no query"))?;
-        let r = self.conn.client().status(self.conn.query_ref(&q)).await?.into_inner();
+        let r = resend!(self.conn.client().status(self.conn.query_ref(&q)))?.into_inner();
         self.conn.observe(r.new_strategy.as_deref());
         Ok((r.status, r.row_count))
     }
 
     pub async fn explain(&self) -> Result<String> {
         let q = self.query.clone().ok_or(Error::Usage("no query"))?;
-        Ok(self.conn.client().explain(self.conn.query_ref(&q)).await?.into_inner().explain)
+        Ok(resend!(self.conn.client().explain(self.conn.query_ref(&q)))?.into_inner().explain)
     }
 
     pub async fn close(mut self) -> Result<()> {

@@ -28,6 +28,8 @@ pub struct Entry {
     canceller: Mutex<Option<Canceller>>,
     cancelled: AtomicBool,
     pub rows_sent: AtomicU64,
+    /// Set at execute: a query that was only prepared is forgotten sooner when idle.
+    pub executed: AtomicBool,
     pub finished: AtomicBool,
     pub state: tokio::sync::Mutex<QState>,
 }
@@ -47,6 +49,7 @@ impl Entry {
             canceller: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             rows_sent: AtomicU64::new(0),
+            executed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             state: tokio::sync::Mutex::new(QState::Prepared),
         }
@@ -128,14 +131,19 @@ impl Registry {
         all.len()
     }
 
-    /// Forgets queries nobody has touched for `idle` (a client that vanished without a clear).
+    /// Forgets queries nobody has touched for `idle` (a client that vanished without a clear);
+    /// queries never executed (a prepare whose answer was lost) after a minute, so they do not
+    /// hold up a drain.
     pub fn reap_idle(&self, idle: Duration) -> usize {
         let now = Instant::now();
         let stale: Vec<Arc<Entry>> = {
             let mut map = self.map.lock().unwrap();
             let ids: Vec<String> = map
                 .iter()
-                .filter(|(_, e)| now.duration_since(*e.last_used.lock().unwrap()) > idle)
+                .filter(|(_, e)| {
+                    let limit = if e.executed.load(Ordering::Relaxed) { idle } else { idle.min(Duration::from_secs(60)) };
+                    now.duration_since(*e.last_used.lock().unwrap()) > limit
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             ids.iter().filter_map(|k| map.remove(k)).collect()

@@ -127,6 +127,7 @@ impl Engine {
 
     async fn execute(&self, md: &MetadataMap, session: &str, query_id: &str) -> Result<ExecuteStatementResponse, Status> {
         let e = self.entry(session, query_id).await?;
+        e.executed.store(true, Ordering::Relaxed);
         let mut st = e.state.lock().await;
         if let QState::Prepared = &*st {
             *e.started_at.lock().unwrap() = Some(Instant::now());
