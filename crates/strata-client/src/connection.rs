@@ -66,18 +66,22 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Whether a call failed before its request left this process: hyper hands back requests still
-/// queued on a connection that closed (a proxy reload sends GOAWAY), and a refused connect sends
-/// nothing. Only these are retried for every call, fetches included: the server never saw them.
+/// Whether a call failed without reaching the server, so sending it again cannot run anything
+/// twice. Only these are resent for every call, fetches included:
+/// * hyper hands back requests still queued on a connection that closed ("connection closed");
+/// * a stream refused by the peer's graceful GOAWAY (a proxy reload): HTTP/2 (RFC 9113 §6.8)
+///   guarantees streams above the GOAWAY's last stream id were not processed, and those are the
+///   streams h2 fails with a remote `GoAway(NO_ERROR)`; streams at or below it complete normally;
+/// * a refused TCP connect.
 fn never_sent(s: &Status) -> bool {
     let mut chain = String::new();
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
     while let Some(e) = src {
-        chain.push_str(&e.to_string());
-        chain.push('|');
+        chain.push_str(&format!("{e} {e:?}|"));
         src = e.source();
     }
     (s.code() == Code::Cancelled && chain.contains("connection closed"))
+        || chain.contains("GoAway(b\"\", NO_ERROR, Remote)")
         || (s.code() == Code::Unavailable && (chain.contains("tcp connect error") || chain.contains("Connection refused")))
 }
 
