@@ -144,6 +144,11 @@ enum DeployCmd {
         #[command(flatten)]
         args: SwitchArgs,
     },
+    /// Withdraw the announcement of a switch whose process died before the flip.
+    Abort {
+        #[arg(long, env = "STRATA_ACTOR")]
+        actor: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -508,6 +513,13 @@ async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
             let r = deploy::rollback(&store, &args.options()).await?;
             show(&r);
         }
+        DeployCmd::Abort { actor } => {
+            let actor = format!("cli:{}", actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into()));
+            match deploy::abort(&store, &actor).await? {
+                Some(r) => show(&r),
+                None => println!("no switch is under way"),
+            }
+        }
     }
     Ok(())
 }
@@ -539,10 +551,11 @@ async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Resul
     }
     let base = format!("http://{}", a.http_addr);
     eprintln!(
-        "\nStrata demo is ready (storage: {config:?}).\n  {}\n\n  API key:  {}\n  API docs: {base}/docs\n  Tables:   curl -H 'Authorization: Bearer {}' {base}/v1/tables\n",
+        "\nStrata demo is ready (storage: {config:?}).\n  {}\n\n  API key:  {}\n  API docs: {base}/docs\n  Tables:   curl -H 'Authorization: Bearer {}' {base}/v1/tables\n  SQL:      gRPC (e6data protocol) on {}, user `demo`, password = the API key, catalog `strata`, database `hr`\n",
         summary.join("\n  "),
         key.plaintext.expose(),
-        key.plaintext.expose()
+        key.plaintext.expose(),
+        a.grpc_addr
     );
     serve(store, a, config, "fixed").await
 }

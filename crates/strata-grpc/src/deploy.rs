@@ -44,7 +44,7 @@ impl Default for SwitchOptions {
 pub enum SwitchError {
     #[error("{0} is already the active stack")]
     AlreadyActive(Stack),
-    #[error("a switch to {0} is already under way")]
+    #[error("a switch to {0} is already under way (if its process died, run `strata deploy abort`)")]
     InProgress(Stack),
     #[error("refused: {0}")]
     Validation(String),
@@ -216,6 +216,30 @@ async fn drain(store: &Store, from: Stack, o: &SwitchOptions) -> Result<i64, Sto
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Withdraws the announcement of a switch that will not complete (its `strata deploy switch`
+/// was killed between the announcement and the flip). The active stack stays as it is, and
+/// clients told about the target go back to it on their next 456. Recorded in the history.
+pub async fn abort(store: &Store, actor: &str) -> Result<Option<SwitchRecord>, StoreError> {
+    let s = store.deploy_state().await?;
+    let (Some(target), Some(id)) = (s.target, s.switch_id.clone()) else { return Ok(None) };
+    if !store.deploy_abort(&id).await? {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let r = SwitchRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        actor: actor.to_string(),
+        from: s.active.to_string(),
+        to: target.to_string(),
+        started_at_ms: s.changed_at_ms,
+        finished_at_ms: now,
+        outcome: "aborted".into(),
+        detail: format!("announcement of {target} withdrawn; {} stays active", s.active),
+    };
+    store.record_switch(&r).await?;
+    Ok(Some(r))
 }
 
 /// For callers that only need the state.

@@ -31,3 +31,22 @@ async fn openapi() -> impl IntoResponse {
 async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_error_codes_are_exactly_the_codes_in_the_table() {
+        let doc = openapi_document();
+        let documented: std::collections::BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode enum")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let table: std::collections::BTreeSet<&str> =
+            strata_domain::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, table);
+    }
+}

@@ -234,7 +234,26 @@ async fn the_admin_api_switches_and_rolls_back_and_refuses_bad_requests(b: Backe
     green.stop().await;
 }
 
+async fn a_switch_abandoned_after_its_announcement_can_be_aborted_and_redone(b: Backend) {
+    let app = spawn_app(b).await;
+    app.tenant("acme", true).await;
+    let (blue, green) = two_stacks(&app).await;
+    // A `strata deploy switch` killed between the announcement and the flip leaves this:
+    assert!(app.store.deploy_announce(Stack::Blue, Stack::Green, "dead-switch").await.unwrap());
+    let err = deploy::switch(&app.store, Stack::Green, &quick("ops")).await.unwrap_err();
+    assert!(err.to_string().contains("strata deploy abort"), "{err}");
+    let r = deploy::abort(&app.store, "ops").await.unwrap().unwrap();
+    assert_eq!((r.outcome.as_str(), r.to.as_str()), ("aborted", "green"));
+    assert_eq!(deploy::abort(&app.store, "ops").await.unwrap(), None, "nothing left to abort");
+    let s = app.store.deploy_state().await.unwrap();
+    assert_eq!((s.active, s.target), (Stack::Blue, None));
+    assert_eq!(deploy::switch(&app.store, Stack::Green, &quick("ops")).await.unwrap().outcome, "completed");
+    blue.stop().await;
+    green.stop().await;
+}
+
 crate::on_both_backends!(
+    a_switch_abandoned_after_its_announcement_can_be_aborted_and_redone,
     a_stale_strategy_gets_456_while_registered_queries_finish_on_the_old_stack,
     a_switch_to_a_stack_that_is_not_ready_is_refused_and_recorded,
     the_admin_api_switches_and_rolls_back_and_refuses_bad_requests,

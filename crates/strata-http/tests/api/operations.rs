@@ -67,7 +67,8 @@ async fn every_route_is_in_the_openapi_document_and_docs_work_offline(b: Backend
     routes.extend([("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
         ("GET", "/reports"), ("GET", "/reports/session"), ("POST", "/reports/session"), ("DELETE", "/reports/session"),
         ("POST", "/v1/buy-orders"), ("GET", "/v1/buy-orders"), ("GET", "/v1/buy-orders/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
-        ("PUT", "/compat/py-dist-arch/buy_order"), ("GET", "/compat/py-dist-arch/buy_orders")]);
+        ("PUT", "/compat/py-dist-arch/buy_order"), ("GET", "/compat/py-dist-arch/buy_orders"),
+        ("GET", "/v1/admin/deploy"), ("POST", "/v1/admin/deploy/switch"), ("POST", "/v1/admin/deploy/rollback")]);
     for (method, path) in routes {
         let templ = path
             .replace("/employees/", "/{table}/")
