@@ -118,9 +118,14 @@ impl GrpcServer {
                 }
             }
         });
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        // The builder's tcp_nodelay only applies to sockets tonic accepts itself: set it here, or
+        // Nagle's algorithm meets delayed ACKs and every response waits ~40 ms.
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(self.listener), |s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             // The connector pings every 30 s even when idle: never answer with GOAWAY.
             .http2_keepalive_interval(None)
             .add_service(QueryEngineServiceServer::new(QuerySvc(self.engine.clone())).max_decoding_message_size(64 << 20))
