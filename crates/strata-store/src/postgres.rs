@@ -337,6 +337,11 @@ impl PgStore {
         }
         record_ingest(&tx, &schema, &load_id, &table.name, "load", &tally).await?;
         tx.commit().await?;
+        // A bulk load changes the table's shape faster than autovacuum notices: without fresh
+        // statistics the planner guesses, and a range over the key becomes a full scan.
+        if tally.inserted > 0 {
+            let _ = client.batch_execute(&format!("ANALYZE {}", qualified(&schema, &table.name))).await;
+        }
         Ok(tally.into_load_report(load_id, &table.name))
     }
 
