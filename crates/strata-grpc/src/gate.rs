@@ -21,13 +21,6 @@ impl Gate {
     pub fn state(&self) -> DeployState {
         self.state.borrow().clone()
     }
-
-    /// A gate fixed to one state (tests of the protocol layer without a control plane).
-    pub fn fixed(stack: Stack, state: DeployState) -> Self {
-        let (tx, rx) = watch::channel(state);
-        std::mem::forget(tx);
-        Self { stack, state: rx }
-    }
 }
 
 pub struct WatchConfig {

@@ -31,6 +31,9 @@ pub const CATALOG: &str = "strata";
 
 const SESSION_TTL_SECS: i64 = 12 * 3600;
 const SESSION_CACHE: Duration = Duration::from_secs(60);
+/// Queries one instance holds at once (each may buffer two batches): a client that prepares
+/// without ever clearing gets RESOURCE_EXHAUSTED instead of exhausting memory.
+pub const MAX_QUERIES: usize = 4096;
 
 pub struct Engine {
     pub store: Store,
@@ -111,6 +114,11 @@ impl Engine {
     async fn prepare(&self, md: &MetadataMap, session: &str, sql: &str) -> Result<PrepareStatementResponse, Status> {
         self.admit_new_work(md)?;
         let tenant = self.tenant(session).await?;
+        if self.registry.len() >= MAX_QUERIES {
+            return Err(Status::resource_exhausted(format!(
+                "this server holds {MAX_QUERIES} open queries; clear finished cursors and retry"
+            )));
+        }
         let t0 = Instant::now();
         self.store.check_query(&tenant, sql).await.map_err(query_status)?;
         let parse_ms = t0.elapsed().as_millis() as u64;
