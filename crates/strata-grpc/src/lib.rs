@@ -46,6 +46,8 @@ pub struct GrpcOptions {
     pub idle_timeout: Duration,
     /// The HTTP address a switch uses to check this instance's `/ready`.
     pub http_addr: String,
+    /// Registered queries this instance holds at most.
+    pub max_queries: usize,
 }
 
 impl GrpcOptions {
@@ -57,6 +59,7 @@ impl GrpcOptions {
             drain_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(600),
             http_addr,
+            max_queries: 4096,
         }
     }
 }
@@ -92,7 +95,7 @@ impl GrpcServer {
             shutdown,
         )
         .await?;
-        let engine = Arc::new(Engine::new(store, gate, registry, opts.query));
+        let engine = Arc::new(Engine::new(store, gate, registry, opts.query, opts.max_queries));
         Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout })
     }
 

@@ -31,21 +31,21 @@ pub const CATALOG: &str = "strata";
 
 const SESSION_TTL_SECS: i64 = 12 * 3600;
 const SESSION_CACHE: Duration = Duration::from_secs(60);
-/// Queries one instance holds at once (each may buffer two batches): a client that prepares
-/// without ever clearing gets RESOURCE_EXHAUSTED instead of exhausting memory.
-pub const MAX_QUERIES: usize = 4096;
 
 pub struct Engine {
     pub store: Store,
     pub gate: Gate,
     pub registry: Arc<Registry>,
     pub opts: QueryOptions,
+    /// Queries one instance holds at once (each may buffer two batches): a client that
+    /// prepares without ever clearing gets RESOURCE_EXHAUSTED instead of exhausting memory.
+    pub max_queries: usize,
     sessions: Mutex<HashMap<String, (TenantId, Instant)>>,
 }
 
 impl Engine {
-    pub fn new(store: Store, gate: Gate, registry: Arc<Registry>, opts: QueryOptions) -> Self {
-        Self { store, gate, registry, opts, sessions: Mutex::new(HashMap::new()) }
+    pub fn new(store: Store, gate: Gate, registry: Arc<Registry>, opts: QueryOptions, max_queries: usize) -> Self {
+        Self { store, gate, registry, opts, max_queries, sessions: Mutex::new(HashMap::new()) }
     }
 
     fn header_strategy(md: &MetadataMap) -> Option<Stack> {
@@ -114,9 +114,10 @@ impl Engine {
     async fn prepare(&self, md: &MetadataMap, session: &str, sql: &str) -> Result<PrepareStatementResponse, Status> {
         self.admit_new_work(md)?;
         let tenant = self.tenant(session).await?;
-        if self.registry.len() >= MAX_QUERIES {
+        if self.registry.len() >= self.max_queries {
             return Err(Status::resource_exhausted(format!(
-                "this server holds {MAX_QUERIES} open queries; clear finished cursors and retry"
+                "this server holds {} open queries; clear finished cursors and retry",
+                self.max_queries
             )));
         }
         let t0 = Instant::now();

@@ -359,7 +359,28 @@ async fn catalog_calls_list_only_the_tenants_datasets(b: Backend) {
     g.stop().await;
 }
 
+async fn a_client_that_never_clears_hits_the_open_query_limit(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let g = grpc(&app, Stack::Blue, |o| o.max_queries = 3).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut c = conn.cursor();
+        c.prepare("SELECT 1").await.unwrap();
+        open.push(c);
+    }
+    let err = conn.cursor().prepare("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
+    open.pop().unwrap().close().await.unwrap();
+    let mut c = conn.cursor();
+    c.execute("SELECT 2").await.unwrap();
+    assert_eq!(c.fetch_all().await.unwrap(), vec![vec![Value::Int(2)]]);
+    g.stop().await;
+}
+
 crate::on_both_backends!(
+    a_client_that_never_clears_hits_the_open_query_limit,
     the_connector_reads_every_column_type_with_exact_values,
     hr_joins_aggregates_and_ctes_agree_with_the_rest_api,
     a_large_result_streams_in_bounded_batches,
