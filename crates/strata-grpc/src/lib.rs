@@ -79,8 +79,9 @@ impl GrpcServer {
         let addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
         let (trigger, shutdown) = tokio_util_shim::channel();
+        let instance_id = format!("{}-{}", opts.stack, uuid::Uuid::now_v7().simple());
         let instance = Instance {
-            id: format!("{}-{}", opts.stack, uuid::Uuid::now_v7().simple()),
+            id: instance_id.clone(),
             stack: opts.stack.as_str().to_string(),
             http_addr: opts.http_addr.clone(),
             grpc_addr: addr.to_string(),
@@ -95,7 +96,7 @@ impl GrpcServer {
             shutdown,
         )
         .await?;
-        let engine = Arc::new(Engine::new(store, gate, registry, opts.query, opts.max_queries));
+        let engine = Arc::new(Engine::new(store, gate, registry, opts.query, opts.max_queries, instance_id));
         Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout })
     }
 

@@ -40,12 +40,21 @@ pub struct Engine {
     /// Queries one instance holds at once (each may buffer two batches): a client that
     /// prepares without ever clearing gets RESOURCE_EXHAUSTED instead of exhausting memory.
     pub max_queries: usize,
+    /// This instance's id; query ids start with it, so any instance can tell a query's owner.
+    pub instance_id: String,
     sessions: Mutex<HashMap<String, (TenantId, Instant)>>,
 }
 
 impl Engine {
-    pub fn new(store: Store, gate: Gate, registry: Arc<Registry>, opts: QueryOptions, max_queries: usize) -> Self {
-        Self { store, gate, registry, opts, max_queries, sessions: Mutex::new(HashMap::new()) }
+    pub fn new(
+        store: Store,
+        gate: Gate,
+        registry: Arc<Registry>,
+        opts: QueryOptions,
+        max_queries: usize,
+        instance_id: String,
+    ) -> Self {
+        Self { store, gate, registry, opts, max_queries, instance_id, sessions: Mutex::new(HashMap::new()) }
     }
 
     fn header_strategy(md: &MetadataMap) -> Option<Stack> {
@@ -123,7 +132,7 @@ impl Engine {
         let t0 = Instant::now();
         self.store.check_query(&tenant, sql).await.map_err(query_status)?;
         let parse_ms = t0.elapsed().as_millis() as u64;
-        let id = format!("{}-{}", self.gate.stack, uuid::Uuid::now_v7().simple());
+        let id = format!("{}.{}", self.instance_id, uuid::Uuid::now_v7().simple());
         self.registry.insert(Arc::new(Entry::new(id.clone(), tenant, sql.to_string(), parse_ms)));
         metrics::counter!("strata_grpc_queries_prepared_total").increment(1);
         Ok(PrepareStatementResponse {
@@ -194,6 +203,52 @@ impl Engine {
                     Err(query_status(err))
                 }
             },
+        }
+    }
+}
+
+/// Marks a cancel or clear one instance passed to another, so it is never passed on again.
+const FORWARDED: &str = "x-strata-forwarded";
+
+impl Engine {
+    /// The live instance that owns `query_id`, when it is not this one.
+    async fn owner_elsewhere(&self, md: &MetadataMap, query_id: &str) -> Option<strata_store::deploy::Instance> {
+        if md.contains_key(FORWARDED) {
+            return None;
+        }
+        let (owner, _) = query_id.split_once('.')?;
+        if owner == self.instance_id || self.registry.get(query_id).is_some() {
+            return None;
+        }
+        let live = self.store.instances(5_000).await.ok()?;
+        live.into_iter().find(|i| i.id == owner)
+    }
+
+    /// Passes a cancel or clear to the instance that owns the query: a client that reached the
+    /// wrong stack (the real connector sends cancel with its *active* strategy) still stops it.
+    async fn forward(&self, owner: &strata_store::deploy::Instance, session: &str, query_id: &str, cancel: bool) {
+        use strata_client::proto::query_engine_service_client::QueryEngineServiceClient;
+        let call = async {
+            let mut c = QueryEngineServiceClient::connect(format!("http://{}", owner.grpc_addr)).await.ok()?;
+            fn mk<T>(msg: T, stack: &str) -> Request<T> {
+                let mut r = Request::new(msg);
+                r.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+                if let Ok(v) = stack.parse() {
+                    r.metadata_mut().insert("strategy", v);
+                }
+                r
+            }
+            let q = QueryRef { engine_ip: owner.stack.clone(), session_id: session.to_string(), query_id: query_id.to_string() };
+            if cancel {
+                c.cancel_query(mk(q, &owner.stack)).await.ok()
+            } else {
+                let q = ClearOrCancelQueryRequest { engine_ip: q.engine_ip, session_id: q.session_id, query_id: q.query_id, is_done: None };
+                c.clear_or_cancel_query(mk(q, &owner.stack)).await.ok()
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(3), call).await {
+            Ok(Some(_)) => tracing::info!(query = %query_id, owner = %owner.id, cancel, "passed to the owning instance"),
+            _ => tracing::warn!(query = %query_id, owner = %owner.id, "could not reach the instance that owns the query"),
         }
     }
 }
@@ -375,9 +430,13 @@ impl QueryEngineService for QuerySvc {
 
     async fn cancel_query(&self, r: Request<QueryRef>) -> Result<Response<ClearResponse>, Status> {
         let (md, _, req) = r.into_parts();
-        // Idempotent, and OK for ids this server does not know (a cancel that reached the wrong
-        // stack): the client must not fail its cleanup.
-        if let Ok(t) = self.0.tenant(&req.session_id).await {
+        // Idempotent, and OK for ids this server does not know: the client must not fail its
+        // cleanup. A query another live instance owns gets the cancel passed on.
+        if let Some(owner) = self.0.owner_elsewhere(&md, &req.query_id).await {
+            if self.0.tenant(&req.session_id).await.is_ok() {
+                self.0.forward(&owner, &req.session_id, &req.query_id, true).await;
+            }
+        } else if let Ok(t) = self.0.tenant(&req.session_id).await {
             if let Some(e) = self.0.registry.get(&req.query_id) {
                 if e.tenant == t {
                     tracing::info!(query = %e.id, "query cancelled by the client");
@@ -507,7 +566,11 @@ fn catalog_ok(c: &str) -> bool {
 }
 
 async fn clear(e: &Engine, md: &MetadataMap, session: &str, query_id: &str) -> Result<Response<ClearResponse>, Status> {
-    if !query_id.is_empty() {
+    if let Some(owner) = e.owner_elsewhere(md, query_id).await {
+        if e.tenant(session).await.is_ok() {
+            e.forward(&owner, session, query_id, false).await;
+        }
+    } else if !query_id.is_empty() {
         if let Ok(t) = e.tenant(session).await {
             if e.registry.get(query_id).is_some_and(|q| q.tenant == t) {
                 e.registry.remove(query_id);

@@ -252,7 +252,42 @@ async fn a_switch_abandoned_after_its_announcement_can_be_aborted_and_redone(b: 
     green.stop().await;
 }
 
+/// The real connector sends cancel (and 2.3.15's clear) with its *active* strategy; without a
+/// proxy routing by `plannerip` the call reaches the other stack, which passes it to the owner.
+async fn a_cancel_or_clear_that_reaches_the_other_stack_still_stops_the_query(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let (blue, green) = two_stacks(&app).await;
+    let mut c = raw(&blue.endpoint).await;
+    let s = session(&mut c, "blue", "acme", &key).await;
+    let prepare = |sql: &str| PrepareStatementV2Request { session_id: s.clone(), query_string: sql.into(), ..Default::default() };
+    let endless = c.prepare_statement_v2(with_strategy(prepare(ENDLESS_COUNT), "blue")).await.unwrap().into_inner();
+    let idle = c.prepare_statement_v2(with_strategy(prepare("SELECT 1"), "blue")).await.unwrap().into_inner();
+    let exec = ExecuteStatementV2Request { engine_ip: endless.engine_ip.clone(), session_id: s.clone(), query_id: endless.query_id.clone(), ..Default::default() };
+    let mut c2 = c.clone();
+    let running = tokio::spawn(async move { c2.execute_statement_v2(with_strategy(exec, "blue")).await });
+    let mut o = quick("test");
+    o.drain_timeout = Duration::from_millis(1);
+    deploy::switch(&app.store, Stack::Green, &o).await.unwrap();
+    let mut g = raw(&green.endpoint).await;
+    let gs = session(&mut g, "green", "acme", &key).await;
+    let r = |q: &PrepareStatementResponse| QueryRef { engine_ip: String::new(), session_id: gs.clone(), query_id: q.query_id.clone() };
+    g.cancel_query(with_strategy(r(&endless), "green")).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), running).await.expect("the cancel never reached blue").unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err:?}");
+    let q = r(&idle);
+    g.clear_or_cancel_query(with_strategy(ClearOrCancelQueryRequest { engine_ip: String::new(), session_id: q.session_id.clone(), query_id: q.query_id.clone(), is_done: None }, "green")).await.unwrap();
+    let err = c.status(with_strategy(QueryRef { session_id: s.clone(), ..q }, "blue")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "the clear reached blue");
+    blue.stop().await;
+    green.stop().await;
+}
+
+const ENDLESS_COUNT: &str =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000000) SELECT count(*) FROM n";
+
 crate::on_both_backends!(
+    a_cancel_or_clear_that_reaches_the_other_stack_still_stops_the_query,
     a_switch_abandoned_after_its_announcement_can_be_aborted_and_redone,
     a_stale_strategy_gets_456_while_registered_queries_finish_on_the_old_stack,
     a_switch_to_a_stack_that_is_not_ready_is_refused_and_recorded,
