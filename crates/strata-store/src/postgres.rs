@@ -713,20 +713,10 @@ impl PgStore {
                 _ => Err(StoreError::Database(anyhow::anyhow!("idempotency record without a response"))),
             };
         }
-        let raised = tx
-            .query_opt(
-                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats + $1 <= cap_sats RETURNING total_sats"),
-                &[&order.sats],
-            )
-            .await?;
-        if raised.is_none() {
-            let r = tx.query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[]).await?;
-            let (total, cap): (i64, i64) = (r.get(0), r.get(1));
-            let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
-            tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"), &[&key, &body]).await?;
-            tx.commit().await?;
-            return Ok(CreateOutcome::CapExceeded { body });
-        }
+        // Everything but the book first, under a savepoint: the book's single row is the one
+        // lock every create of the tenant queues on, so it is taken last and held only for the
+        // commit. A refusal rolls the order back to the savepoint.
+        tx.batch_execute("SAVEPOINT before_book").await?;
         let id = uuid::Uuid::parse_str(&order.id).map_err(|e| StoreError::Database(e.into()))?;
         tx.execute(
             &format!("INSERT INTO {schema}._strata_orders (id, created_at, currency, amount_minor, exchange_rate, btc_sats, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
@@ -741,6 +731,21 @@ impl PgStore {
         tx.execute(&format!("INSERT INTO {schema}._strata_outbox (event) VALUES ($1)"), &[&serde_json::to_string(&event).unwrap()]).await?;
         let body = order.to_json().to_string();
         tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 201, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+        let raised = tx
+            .query_opt(
+                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats + $1 <= cap_sats RETURNING total_sats"),
+                &[&order.sats],
+            )
+            .await?;
+        if raised.is_none() {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT before_book").await?;
+            let r = tx.query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[]).await?;
+            let (total, cap): (i64, i64) = (r.get(0), r.get(1));
+            let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
+            tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+            tx.commit().await?;
+            return Ok(CreateOutcome::CapExceeded { body });
+        }
         tx.commit().await?;
         Ok(CreateOutcome::Created { order, body })
     }
