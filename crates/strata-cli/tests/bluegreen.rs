@@ -258,6 +258,8 @@ async fn the_real_python_connector_reads_every_type_and_rides_through_a_switch()
     assert_eq!(v["tables"], serde_json::json!(["departments", "employees", "jobs"]));
     assert_eq!(v["columns"][2], serde_json::json!({"fieldName": "hiring_date", "fieldType": "DATETIME"}));
     assert!(v["delete"].as_str().unwrap().contains("only SELECT"), "{}", v["delete"]);
+    assert!(v["explain_analyse"].as_str().unwrap().contains("total_query_time"), "{}", v["explain_analyse"]);
+    assert!(v["dry_run"].as_str().unwrap().contains("\"valid\":true"), "{}", v["dry_run"]);
 
     // Across a switch there and back, while the real connector loops.
     let stopfile = d._files.path().join("stop");

@@ -58,6 +58,13 @@ def types(host, port, tenant, key):
                     enable_result_batch_v2=True)
     out["products_v2"] = run(v2, "SELECT sku, price, launched, active, updated_at, stock FROM products ORDER BY sku")
     v2.close()
+    # explain_analyse and dry_run, as the connector's README uses them.
+    cur = conn.cursor(catalog_name="strata", db_name="hr")
+    cur.execute("SELECT count(*) FROM jobs")
+    cur.fetchall()
+    out["explain_analyse"] = str(cur.explain_analyse())
+    cur.clear()
+    out["dry_run"] = str(conn.dry_run("SELECT count(*) FROM jobs"))
     # Errors reach the caller as gRPC errors with a readable message.
     try:
         run(conn, "DELETE FROM employees")
@@ -65,7 +72,7 @@ def types(host, port, tenant, key):
     except Exception as e:  # grpc.RpcError
         out["delete"] = str(e)
     conn.close()
-    print(json.dumps(out))
+    print(json.dumps(out, default=str))
 
 
 def loop(host, port, tenant, key, stop):

@@ -379,7 +379,45 @@ async fn a_client_that_never_clears_hits_the_open_query_limit(b: Backend) {
     g.stop().await;
 }
 
+async fn dry_run_status_explain_analyze_and_catalogs_answer(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    let mut c = raw(&g.endpoint).await;
+    let s = session(&mut c, "blue", "acme", &key).await;
+    let dry = |sql: &str| DryRunRequestV2 { session_id: s.clone(), query_string: sql.into(), catalog: "strata".into(), ..Default::default() };
+    let ok: serde_json::Value = serde_json::from_str(&c.dry_run_v2(with_strategy(dry("SELECT count(*) FROM hr.jobs"), "blue")).await.unwrap().into_inner().dryrun_value).unwrap();
+    assert_eq!(ok, json!({"valid": true, "query": "SELECT count(*) FROM jobs"}));
+    let bad: serde_json::Value = serde_json::from_str(&c.dry_run(with_strategy(DryRunRequest { session_id: s.clone(), query_string: "DELETE FROM jobs".into(), ..Default::default() }, "blue")).await.unwrap().into_inner().dryrun_value).unwrap();
+    assert_eq!(bad["valid"], false);
+    assert!(bad["error"].as_str().unwrap().contains("only SELECT"), "{bad}");
+
+    let p = c.prepare_statement(with_strategy(PrepareStatementRequest { session_id: s.clone(), query_string: "SELECT 1 UNION ALL SELECT 2".into(), ..Default::default() }, "blue")).await.unwrap().into_inner();
+    let r = QueryRef { engine_ip: p.engine_ip.clone(), session_id: s.clone(), query_id: p.query_id.clone() };
+    let st = c.status(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
+    assert_eq!((st.status, st.row_count), (false, 0), "prepared, not run");
+    c.execute_statement(with_strategy(ExecuteStatementRequest { engine_ip: r.engine_ip.clone(), session_id: s.clone(), query_id: r.query_id.clone(), ..Default::default() }, "blue")).await.unwrap();
+    let md = c.get_result_metadata(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
+    let (rows, fields) = strata_client::wire::decode_metadata(&md.result_meta_data).unwrap();
+    assert_eq!((rows, fields.len()), (2, 1));
+    while !c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner().result_batch.is_empty() {}
+    // After the end, more calls keep answering "end", and status says done.
+    assert!(c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner().result_batch.is_empty());
+    let st = c.status(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
+    assert_eq!((st.status, st.row_count), (true, 2));
+    let ea = c.explain_analyze(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&ea.explain_analyze).unwrap();
+    for k in ["total_query_time", "executionQueueingTime", "parsingTime", "plan"] {
+        assert!(doc.get(k).is_some(), "{k} missing from {doc}");
+    }
+    assert_eq!(doc["rows"], 2);
+    let cats = c.get_cataloges(with_strategy(GetCatalogesRequest {}, "blue")).await.unwrap().into_inner();
+    assert_eq!(cats.catalog_responses, vec![CatalogResponse { name: "strata".into(), is_default: true }]);
+    g.stop().await;
+}
+
 crate::on_both_backends!(
+    dry_run_status_explain_analyze_and_catalogs_answer,
     a_client_that_never_clears_hits_the_open_query_limit,
     the_connector_reads_every_column_type_with_exact_values,
     hr_joins_aggregates_and_ctes_agree_with_the_rest_api,
