@@ -10,43 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{serve_with, Server};
+use common::{serve_with, Db, Server};
 use strata_client::{Config, Connection, Value};
-
-fn admin() -> String {
-    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-struct Db(String);
-
-impl Db {
-    async fn create() -> Db {
-        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-        let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        Db(name)
-    }
-    fn url(&self) -> String {
-        format!("{}/{}", &admin()[..admin().rfind('/').unwrap()], self.0)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 fn strata(url: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_strata")).arg("--database-url").arg(url).args(args).output().unwrap();
@@ -88,20 +53,7 @@ async fn nginx(blue: &str, green: &str) -> Nginx {
     panic!("nginx did not start");
 }
 
-const SHOP: &str = r#"
-name = "shop"
-[[tables]]
-name = "products"
-primary_key = "sku"
-columns = [
-  { name = "sku", type = "string", max_length = 12 },
-  { name = "price", type = "decimal", precision = 10, scale = 2 },
-  { name = "launched", type = "date", required = false },
-  { name = "active", type = "boolean", required = false },
-  { name = "updated_at", type = "datetime", required = false },
-  { name = "stock", type = "integer", required = false },
-]
-"#;
+const SHOP: &str = include_str!("../../strata-http/tests/api/shop_types.toml");
 
 struct Deployment {
     url: String,

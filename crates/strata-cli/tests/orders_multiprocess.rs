@@ -4,11 +4,8 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{serve_with, Server};
+use common::{admin, serve_with, Server};
 
-fn admin() -> String {
-    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 async fn pg(sql: &str) {
     let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use crate::{Backend, Result, Store, StoreError};
 
@@ -112,32 +112,45 @@ fn parse_stack(s: String) -> Result<Stack> {
 }
 
 impl Store {
-    /// The deployment state; the first reader creates it with blue active.
+    /// The deployment state; the first reader creates it with blue active. Every instance
+    /// polls this several times a second, so the common path is one read, never a write.
     pub async fn deploy_state(&self) -> Result<DeployState> {
-        let raw: (String, Option<String>, Option<String>, i64) = match &self.backend {
+        type Raw = (String, Option<String>, Option<String>, i64);
+        const READ: &str = "SELECT active, target, switch_id, changed_at_ms FROM deploy_state WHERE id = 1";
+        let raw: Raw = match &self.backend {
             Backend::Sqlite(s) => {
-                s.control_write(|c| {
-                    c.execute(
-                        "INSERT INTO deploy_state (id, active, changed_at_ms) VALUES (1, 'blue', ?1) ON CONFLICT (id) DO NOTHING",
-                        [now_ms()],
-                    )?;
-                    Ok(c.query_row("SELECT active, target, switch_id, changed_at_ms FROM deploy_state WHERE id = 1", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?)
-                })
-                .await?
+                let read = |c: &rusqlite::Connection| -> rusqlite::Result<Option<Raw>> {
+                    c.query_row(READ, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+                };
+                match s.control_read(move |c| Ok(read(c)?)).await? {
+                    Some(raw) => raw,
+                    None => {
+                        s.control_write(move |c| {
+                            c.execute(
+                                "INSERT INTO deploy_state (id, active, changed_at_ms) VALUES (1, 'blue', ?1) ON CONFLICT (id) DO NOTHING",
+                                [now_ms()],
+                            )?;
+                            Ok(read(c)?.expect("the row was just written"))
+                        })
+                        .await?
+                    }
+                }
             }
             Backend::Postgres(p) => {
                 let c = p.pool().get().await?;
-                c.execute(
-                    "INSERT INTO strata_control.deploy_state (id, active, changed_at_ms) VALUES (1, 'blue', $1) ON CONFLICT (id) DO NOTHING",
-                    &[&now_ms()],
-                )
-                .await?;
-                let r = c
-                    .query_one("SELECT active, target, switch_id, changed_at_ms FROM strata_control.deploy_state WHERE id = 1", &[])
-                    .await?;
-                (r.get(0), r.get(1), r.get(2), r.get(3))
+                let read = READ.replace("FROM deploy_state", "FROM strata_control.deploy_state");
+                let row = match c.query_opt(&read, &[]).await? {
+                    Some(r) => r,
+                    None => {
+                        c.execute(
+                            "INSERT INTO strata_control.deploy_state (id, active, changed_at_ms) VALUES (1, 'blue', $1) ON CONFLICT (id) DO NOTHING",
+                            &[&now_ms()],
+                        )
+                        .await?;
+                        c.query_one(&read, &[]).await?
+                    }
+                };
+                (row.get(0), row.get(1), row.get(2), row.get(3))
             }
         };
         Ok(DeployState {
@@ -151,9 +164,8 @@ impl Store {
     /// Announces `to` as the next stack, if `from` is active and no switch is under way.
     pub async fn deploy_announce(&self, from: Stack, to: Stack, switch_id: &str) -> Result<bool> {
         self.deploy_cas(
-            "UPDATE deploy_state SET target = ?1, switch_id = ?2, changed_at_ms = ?3 WHERE id = 1 AND active = ?4 AND target IS NULL",
-            "UPDATE strata_control.deploy_state SET target = $1, switch_id = $2, changed_at_ms = $3 WHERE id = 1 AND active = $4 AND target IS NULL",
-            [Some(to.as_str().to_string()), Some(switch_id.to_string()), None, Some(from.as_str().to_string())],
+            "SET target = ?1, switch_id = ?2, changed_at_ms = ?4 WHERE id = 1 AND active = ?3 AND target IS NULL",
+            &[to.as_str(), switch_id, from.as_str()],
         )
         .await
     }
@@ -161,33 +173,41 @@ impl Store {
     /// Makes the announced stack active, in one atomic step.
     pub async fn deploy_flip(&self, switch_id: &str) -> Result<bool> {
         self.deploy_cas(
-            "UPDATE deploy_state SET active = target, target = NULL, switch_id = NULL, changed_at_ms = ?3 WHERE id = 1 AND switch_id = ?2 AND target IS NOT NULL AND ?1 IS NULL AND ?4 IS NULL",
-            "UPDATE strata_control.deploy_state SET active = target, target = NULL, switch_id = NULL, changed_at_ms = $3 WHERE id = 1 AND switch_id = $2 AND target IS NOT NULL AND $1::text IS NULL AND $4::text IS NULL",
-            [None, Some(switch_id.to_string()), None, None],
+            "SET active = target, target = NULL, switch_id = NULL, changed_at_ms = ?2 WHERE id = 1 AND switch_id = ?1 AND target IS NOT NULL",
+            &[switch_id],
         )
         .await
     }
 
     /// Withdraws an announcement that did not complete.
     pub async fn deploy_abort(&self, switch_id: &str) -> Result<bool> {
-        self.deploy_cas(
-            "UPDATE deploy_state SET target = NULL, switch_id = NULL, changed_at_ms = ?3 WHERE id = 1 AND switch_id = ?2 AND ?1 IS NULL AND ?4 IS NULL",
-            "UPDATE strata_control.deploy_state SET target = NULL, switch_id = NULL, changed_at_ms = $3 WHERE id = 1 AND switch_id = $2 AND $1::text IS NULL AND $4::text IS NULL",
-            [None, Some(switch_id.to_string()), None, None],
-        )
-        .await
+        self.deploy_cas("SET target = NULL, switch_id = NULL, changed_at_ms = ?2 WHERE id = 1 AND switch_id = ?1", &[switch_id])
+            .await
     }
 
-    /// Parameters: ?1/$1 text, ?2/$2 text, ?3/$3 now (filled here), ?4/$4 text.
-    async fn deploy_cas(&self, lite: &'static str, pg: &'static str, p: [Option<String>; 4]) -> Result<bool> {
+    /// One compare-and-set on the state row: `UPDATE deploy_state <set_where>`, with `texts`
+    /// bound to `?1..?n` and the current time to `?n+1` (rewritten to `$k` for PostgreSQL).
+    async fn deploy_cas(&self, set_where: &'static str, texts: &[&str]) -> Result<bool> {
         self.deploy_state().await?;
         let now = now_ms();
-        let [a, b, _, d] = p;
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         let n = match &self.backend {
-            Backend::Sqlite(s) => s.control_write(move |c| Ok(c.execute(lite, params![a, b, now, d])?)).await?,
+            Backend::Sqlite(s) => {
+                let sql = format!("UPDATE deploy_state {set_where}");
+                s.control_write(move |c| {
+                    let mut p: Vec<rusqlite::types::Value> = texts.into_iter().map(Into::into).collect();
+                    p.push(now.into());
+                    Ok(c.execute(&sql, rusqlite::params_from_iter(p))?)
+                })
+                .await?
+            }
             Backend::Postgres(p) => {
+                let sql = format!("UPDATE strata_control.deploy_state {}", set_where.replace('?', "$"));
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    texts.iter().map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                params.push(&now);
                 let c = p.pool().get().await?;
-                c.execute(pg, &[&a, &b, &now, &d]).await? as usize
+                c.execute(&sql, &params).await? as usize
             }
         };
         Ok(n == 1)

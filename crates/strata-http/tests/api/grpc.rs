@@ -64,20 +64,8 @@ pub async fn session(c: &mut QueryEngineServiceClient<tonic::transport::Channel>
         .session_id
 }
 
-const TYPES_TOML: &str = r#"
-name = "shop"
-[[tables]]
-name = "products"
-primary_key = "sku"
-columns = [
-  { name = "sku", type = "string", max_length = 12 },
-  { name = "price", type = "decimal", precision = 10, scale = 2 },
-  { name = "launched", type = "date", required = false },
-  { name = "active", type = "boolean", required = false },
-  { name = "updated_at", type = "datetime", required = false },
-  { name = "stock", type = "integer", required = false },
-]
-"#;
+/// Shared with the multi-process tests in strata-cli.
+const TYPES_TOML: &str = include_str!("shop_types.toml");
 
 async fn shop(app: &TestApp, tenant: &str) -> String {
     let key = app.tenant(tenant, false).await;
