@@ -213,6 +213,9 @@ async fn the_admin_api_switches_and_rolls_back_and_refuses_bad_requests(b: Backe
     assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"purple"}"#).await.unwrap()).await, (400, "invalid_stack".into()));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"#).await.unwrap()).await, (400, "malformed_json".into()));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"green","extra":1}"#).await.unwrap()).await, (400, "malformed_json".into()));
+    let huge = format!(r#"{{"to":"green","actor":"{}"}}"#, "x".repeat(5000));
+    assert_eq!(error_code(post("/v1/admin/deploy/switch", &huge).await.unwrap()).await, (413, "body_too_large".into()));
+    assert_eq!(error_code(post("/v1/admin/deploy/switch", "").await.unwrap()).await, (400, "malformed_json".into()));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"blue"}"#).await.unwrap()).await, (409, "switch_refused".into()));
     let r = post("/v1/admin/deploy/switch", r#"{"to":"green","actor":"alice"}"#).await.unwrap();
     assert_eq!(r.status(), 200);
