@@ -264,6 +264,7 @@ pub fn query_status(e: QueryError) -> Status {
         }
         QueryError::Cancelled => Status::cancelled(e.to_string()),
         QueryError::TimedOut(_) => Status::deadline_exceeded(e.to_string()),
+        QueryError::ResourceExhausted(_) => Status::resource_exhausted(e.to_string()),
         // Never "status: 503": that string makes the connector try to resume a cluster.
         QueryError::Storage(_) => Status::unavailable("storage is unavailable; try again"),
     }

@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS strata_control.deploy_history (
     outcome TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE OR REPLACE FUNCTION strata_control.row_too_big(size integer, max_bytes integer) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    RAISE EXCEPTION 'a result row of % bytes exceeds this query''s limit of % bytes per row', size, max_bytes
+        USING ERRCODE = 'program_limit_exceeded';
+END
+$fn$;
 CREATE TABLE IF NOT EXISTS strata_control.deploy_instances (
     id TEXT PRIMARY KEY,
     stack TEXT NOT NULL,

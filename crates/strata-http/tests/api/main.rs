@@ -9,6 +9,7 @@ mod bluegreen;
 mod dashboard;
 mod datasets;
 mod grpc;
+mod hostile;
 mod ingest;
 mod isolation;
 mod load;

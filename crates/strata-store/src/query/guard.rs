@@ -5,21 +5,62 @@
 //! lets a query read system catalogs, other schemas, server files (`pg_read_file`) or Strata's
 //! own bookkeeping tables. The parser is the first wall; SQLite's authorizer and PostgreSQL's
 //! `READ ONLY` transaction with a tenant-only `search_path` are the second.
+//!
+//! The guard is also where a hostile query's *shape* is bounded. A parsed statement is a tree,
+//! and everything done with it (visiting, printing, even dropping it) recurses once per level.
+//! `1+1+1+...` parses without recursion into a tree as deep as it has operators, so an 11 KB
+//! query could once overflow a worker thread's stack and abort the process. Three walls:
+//!
+//! 1. before parsing, a pass over the tokens bounds how long an operator chain can be
+//!    ([`MAX_CHAIN_TOKENS`]) and how many set operations a query has ([`MAX_SET_OPERATIONS`]);
+//! 2. after parsing, the exact expression depth is measured and refused above
+//!    [`MAX_EXPR_DEPTH`] (SQLite's own limit, so both databases accept the same queries);
+//! 3. all of it runs on a thread of its own with a known, large stack ([`GUARD_STACK_BYTES`]),
+//!    at most [`GUARD_THREADS`] at a time: even a tree that slipped past the first wall cannot
+//!    overflow it (measured: the deepest tree a 256 KiB query can make, 131,072 levels, needs
+//!    under 16 MiB in a release build).
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, Visitor,
-    VisitorMut,
+    ArrayElemTypeDef, DataType, Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::QueryError;
 
 /// The longest SQL text accepted, in bytes.
 pub const MAX_SQL_BYTES: usize = 256 * 1024;
+
+/// Deepest expression nesting a query may have: SQLite's own `SQLITE_MAX_EXPR_DEPTH`, so a
+/// query runs on both databases or on neither.
+pub const MAX_EXPR_DEPTH: usize = 1000;
+
+/// Operators (and other tokens that can deepen an expression) allowed in a row without a comma
+/// or a bracket in between, summed over the enclosing brackets: a cheap upper bound on the
+/// depth, checked before the parser builds a tree. Four per level leaves room for the
+/// comparisons inside a long `OR` chain, which the exact depth check then judges.
+pub const MAX_CHAIN_TOKENS: usize = 4 * MAX_EXPR_DEPTH;
+
+/// `UNION`, `INTERSECT` and `EXCEPT` per query: they chain like operators. SQLite's own limit
+/// (`SQLITE_MAX_COMPOUND_SELECT`).
+pub const MAX_SET_OPERATIONS: usize = 500;
+
+/// Nesting of subqueries and parentheses the parser itself allows.
+const PARSER_RECURSION_LIMIT: usize = 64;
+
+/// Stack of the thread that parses and checks a query (reserved address space; only what a
+/// query really uses is ever touched).
+pub const GUARD_STACK_BYTES: usize = 64 << 20;
+
+/// Queries checked at once, process-wide. Checking is CPU work of a few milliseconds at most;
+/// the bound keeps a flood of large queries from holding more than a few parse trees.
+pub const GUARD_THREADS: usize = 4;
 
 /// Functions a query may call. Everything an analyst uses to aggregate, format and compare,
 /// and nothing that reads files, settings, other databases or the server's state.
@@ -51,6 +92,61 @@ pub(crate) fn function_allowed(name: &str) -> bool {
     ALLOWED_FUNCTIONS.contains(&lower.as_str())
 }
 
+/// Types a query may cast to: the values a dataset holds, and the usual SQL scalars. Object
+/// identifier types (`regclass`, `regnamespace`, `oid`, ...) are not among them: a cast of a
+/// name to one of those asks the catalog whether another tenant's schema or table exists.
+fn type_allowed(t: &DataType) -> bool {
+    use DataType as D;
+    match t {
+        D::Character(_)
+        | D::Char(_)
+        | D::CharacterVarying(_)
+        | D::CharVarying(_)
+        | D::Varchar(_)
+        | D::Nvarchar(_)
+        | D::Text
+        | D::String(_)
+        | D::Uuid
+        | D::Bytea
+        | D::Numeric(_)
+        | D::Decimal(_)
+        | D::Dec(_)
+        | D::Float(_)
+        | D::TinyInt(_)
+        | D::SmallInt(_)
+        | D::Int2(_)
+        | D::Int(_)
+        | D::Int4(_)
+        | D::Int8(_)
+        | D::Integer(_)
+        | D::BigInt(_)
+        | D::Float4
+        | D::Float8
+        | D::Real
+        | D::Double(_)
+        | D::DoublePrecision
+        | D::Bool
+        | D::Boolean
+        | D::Date
+        | D::Time(..)
+        | D::Datetime(_)
+        | D::Timestamp(..)
+        | D::Interval { .. } => true,
+        D::Array(ArrayElemTypeDef::SquareBracket(inner, _) | ArrayElemTypeDef::Qualified(inner, _)) => {
+            type_allowed(inner)
+        }
+        D::Custom(name, modifiers) if modifiers.is_empty() => match parts(name).as_deref() {
+            Some([one]) => matches!(
+                one.to_ascii_lowercase().as_str(),
+                "int" | "int2" | "int4" | "int8" | "float4" | "float8" | "timestamptz" | "timetz" | "varchar"
+                    | "bpchar" | "numeric" | "decimal" | "text" | "bool"
+            ),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Which SQL dialect the query will run in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlDialect {
@@ -80,12 +176,54 @@ impl Catalog {
 
 /// Checks `sql` and returns the text to run: the same query with dataset qualifiers removed
 /// (tables live unqualified in the tenant's own database or schema).
+///
+/// Runs on a thread of its own (see the module docs) and blocks the caller until it is done;
+/// async callers use [`check_async`].
 pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+    let (sql, catalog) = (sql.to_string(), catalog.clone());
+    let thread = std::thread::Builder::new()
+        .name("strata-sql-guard".into())
+        .stack_size(GUARD_STACK_BYTES)
+        .spawn(move || check_here(&sql, dialect, &catalog))
+        .map_err(|e| QueryError::Storage(format!("cannot start the query checker: {e}")))?;
+    thread.join().map_err(|_| QueryError::Failed("the query checker failed".into()))?
+}
+
+/// [`check`] for async callers: at most [`GUARD_THREADS`] checks run at once, and the caller's
+/// task waits without blocking its thread.
+pub async fn check_async(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(GUARD_THREADS);
     if sql.len() > MAX_SQL_BYTES {
-        return Err(QueryError::Rejected(format!(
-            "the query is {} bytes; the limit is {MAX_SQL_BYTES}",
-            sql.len()
-        )));
+        return Err(too_long(sql.len()));
+    }
+    let _slot = SLOTS.acquire().await.map_err(|_| QueryError::Failed("the query checker is closed".into()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (sql, catalog) = (sql.to_string(), catalog.clone());
+    std::thread::Builder::new()
+        .name("strata-sql-guard".into())
+        .stack_size(GUARD_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(check_here(&sql, dialect, &catalog));
+        })
+        .map_err(|e| QueryError::Storage(format!("cannot start the query checker: {e}")))?;
+    rx.await.map_err(|_| QueryError::Failed("the query checker failed".into()))?
+}
+
+fn too_long(n: usize) -> QueryError {
+    QueryError::Rejected(format!("the query is {n} bytes; the limit is {MAX_SQL_BYTES}"))
+}
+
+fn too_deep() -> QueryError {
+    QueryError::Rejected(format!(
+        "the query nests or chains expressions too deeply: at most {MAX_EXPR_DEPTH} levels; split long chains of operators (AND, OR, +, ||, ...) with parentheses or IN lists"
+    ))
+}
+
+/// Everything that walks a parsed tree happens in here, on the guard's own thread; the tree is
+/// dropped here too (dropping recurses as well).
+fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(too_long(sql.len()));
     }
     if sql.trim().is_empty() {
         return Err(QueryError::Rejected("the query is empty".into()));
@@ -94,10 +232,14 @@ pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String
         SqlDialect::Sqlite => Box::new(SQLiteDialect {}),
         SqlDialect::Postgres => Box::new(PostgreSqlDialect {}),
     };
+    let tokens = Tokenizer::new(d.as_ref(), sql)
+        .tokenize_with_location()
+        .map_err(|e| QueryError::Syntax(e.to_string()))?;
+    check_shape(&tokens)?;
     let mut statements = Parser::new(d.as_ref())
-        .with_recursion_limit(64)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| QueryError::Syntax(e.to_string()))?;
     if statements.len() != 1 {
         return Err(QueryError::Rejected(format!(
@@ -106,6 +248,10 @@ pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String
         )));
     }
     let mut stmt = statements.pop().expect("one statement");
+    let mut depth = Depth::default();
+    if stmt.visit(&mut depth).is_break() {
+        return Err(too_deep());
+    }
     if !matches!(stmt, Statement::Query(_)) {
         return Err(QueryError::Rejected(
             "only SELECT queries can run here; data and schema changes go through the REST API".into(),
@@ -125,6 +271,91 @@ pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String
     let mut unqualify = Unqualify { catalog };
     let _ = VisitMut::visit(&mut stmt, &mut unqualify);
     Ok(stmt.to_string())
+}
+
+/// The pre-parse bound (wall 1 of the module docs). Counts, per bracket level, the tokens since
+/// the last comma that could deepen an expression: operators and keywords. Literals and plain
+/// identifiers cannot, nor can the words of a `CASE`, whose branches the parser keeps in a
+/// list; a comma always ends an expression at its level. The sum over the open brackets is an
+/// upper bound on how deep the tree under that point can grow.
+fn check_shape(tokens: &[TokenWithSpan]) -> Result<(), QueryError> {
+    let mut levels: Vec<usize> = vec![0];
+    let mut total = 0usize;
+    let mut set_ops = 0usize;
+    for t in tokens {
+        let deepens = match &t.token {
+            Token::Whitespace(_) | Token::EOF | Token::SemiColon => false,
+            Token::LParen | Token::LBracket | Token::LBrace => {
+                levels.push(0);
+                continue;
+            }
+            Token::RParen | Token::RBracket | Token::RBrace => {
+                if levels.len() > 1 {
+                    total -= levels.pop().unwrap_or(0);
+                }
+                continue;
+            }
+            Token::Comma => {
+                total -= std::mem::take(levels.last_mut().expect("a level"));
+                continue;
+            }
+            Token::Word(w) => match w.keyword {
+                Keyword::NoKeyword => false,
+                Keyword::CASE | Keyword::WHEN | Keyword::THEN | Keyword::ELSE | Keyword::END => false,
+                Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT => {
+                    set_ops += 1;
+                    true
+                }
+                _ => w.quote_style.is_none(),
+            },
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::DollarQuotedString(_)
+            | Token::Placeholder(_) => false,
+            _ => true,
+        };
+        if deepens {
+            *levels.last_mut().expect("a level") += 1;
+            total += 1;
+            if total > MAX_CHAIN_TOKENS {
+                return Err(too_deep());
+            }
+        }
+    }
+    if set_ops > MAX_SET_OPERATIONS {
+        return Err(QueryError::Rejected(format!(
+            "the query has {set_ops} UNION/INTERSECT/EXCEPT operations; the limit is {MAX_SET_OPERATIONS}"
+        )));
+    }
+    Ok(())
+}
+
+/// The exact expression depth (wall 2), refused above [`MAX_EXPR_DEPTH`].
+#[derive(Default)]
+struct Depth {
+    current: usize,
+}
+
+impl Visitor for Depth {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.current += 1;
+        if self.current > MAX_EXPR_DEPTH {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.current -= 1;
+        ControlFlow::Continue(())
+    }
 }
 
 fn reserved(name: &str) -> bool {
@@ -226,15 +457,27 @@ impl Visitor for Checker<'_> {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<QueryError> {
-        if let Expr::Function(f) = e {
-            let Some(parts) = parts(&f.name) else {
-                return reject("computed function names are not allowed");
-            };
-            if parts.len() != 1 || !function_allowed(&parts[0]) {
-                return reject(format!("the function `{}` is not allowed in queries", parts.join(".")));
+        let cast_to = match e {
+            Expr::Function(f) => {
+                let Some(parts) = parts(&f.name) else {
+                    return reject("computed function names are not allowed");
+                };
+                if parts.len() != 1 || !function_allowed(&parts[0]) {
+                    return reject(format!("the function `{}` is not allowed in queries", parts.join(".")));
+                }
+                None
             }
+            Expr::Cast { data_type, .. } => Some(data_type),
+            Expr::TypedString(t) => Some(&t.data_type),
+            Expr::Convert { data_type, .. } => data_type.as_ref(),
+            _ => None,
+        };
+        match cast_to {
+            Some(t) if !type_allowed(t) => reject(format!(
+                "casts to `{t}` are not allowed; queries may cast to numbers, text, booleans, dates, times, timestamps and intervals"
+            )),
+            _ => ControlFlow::Continue(()),
         }
-        ControlFlow::Continue(())
     }
 }
 
@@ -358,6 +601,77 @@ mod tests {
     fn syntax_errors_say_what_is_wrong() {
         let e = check("SELEC id FROM employees", SqlDialect::Sqlite, &hr()).unwrap_err();
         assert!(matches!(e, QueryError::Syntax(_)), "{e:?}");
+    }
+
+    fn chain(term: &str, op: &str, n: usize) -> String {
+        vec![term; n].join(op)
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused_with_a_clear_message_instead_of_overflowing_the_stack() {
+        for sql in [
+            format!("SELECT {}", chain("1", "+", 5_500)),
+            format!("SELECT {}", chain("'a'", "||", 6_000)),
+            format!("SELECT {}", chain("2", "*", 6_000)),
+            format!("SELECT * FROM employees WHERE {}", chain("employee_id = 1", " OR ", 6_000)),
+            format!("SELECT * FROM employees WHERE {}", chain("employee_id = 1", " AND ", 6_000)),
+            format!("SELECT {}", chain("1", "+", 128 * 1024 - 8)),
+            // Chains inside brackets add up: each level is short, together they are deep.
+            format!("SELECT {}{}", format!("({}+", chain("1", "+", 200)).repeat(25), ")".repeat(25)),
+            format!("SELECT x{}", "::text".repeat(3_000)),
+            format!("SELECT 1 {}", "IS NULL ".repeat(3_000)),
+        ] {
+            let msg = refused(&sql);
+            assert!(msg.contains("too deeply"), "{}: {msg}", &sql[..60]);
+        }
+    }
+
+    #[test]
+    fn the_exact_depth_limit_is_the_one_sqlite_has() {
+        ok(&format!("SELECT {}", chain("1", "+", MAX_EXPR_DEPTH - 10)));
+        let msg = refused(&format!("SELECT {}", chain("1", "+", MAX_EXPR_DEPTH + 10)));
+        assert!(msg.contains("at most 1000 levels"), "{msg}");
+        ok(&format!("SELECT name FROM employees WHERE {}", chain("id = 1", " OR ", 400)));
+    }
+
+    #[test]
+    fn wide_but_shallow_queries_pass() {
+        let list = (0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        ok(&format!("SELECT name FROM employees WHERE id IN ({list})"));
+        let whens: String = (0..1_500).map(|i| format!(" WHEN id = {i} THEN 'x{i}'")).collect();
+        ok(&format!("SELECT CASE{whens} ELSE 'other' END FROM employees"));
+        let cols = (0..3_000).map(|i| format!("id + {i}")).collect::<Vec<_>>().join(", ");
+        ok(&format!("SELECT {cols} FROM employees"));
+    }
+
+    #[test]
+    fn deep_parentheses_and_long_unions_are_refused() {
+        refused(&format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200)));
+        refused(&format!("SELECT {}1{}", "[".repeat(200), "]".repeat(200)));
+        let msg = refused(&chain("SELECT 1", " UNION ALL ", MAX_SET_OPERATIONS + 2));
+        assert!(msg.contains("UNION"), "{msg}");
+        ok(&chain("SELECT id FROM employees", " UNION ", 50));
+    }
+
+    #[test]
+    fn object_identifier_casts_that_would_probe_other_tenants_are_refused() {
+        for sql in [
+            "SELECT 'tenant_other.departments'::regclass::text",
+            "SELECT CAST('tenant_other' AS regnamespace)",
+            "SELECT 'strata_control.api_keys'::regclass",
+            "SELECT 'pg_sleep'::regproc",
+            "SELECT regclass 'tenant_other.departments'",
+            "SELECT 1::oid",
+            "SELECT name FROM employees WHERE id = 'x'::regtype::oid::int",
+            "SELECT ARRAY['a']::regclass[]",
+            "SELECT 'x'::tenant_other.sometype",
+        ] {
+            let msg = refused(sql);
+            assert!(msg.contains("casts to"), "{sql}: {msg}");
+        }
+        ok("SELECT CAST(id AS text), id::bigint, '2021-01-01'::date, CAST('1.5' AS numeric(10, 2)), TIMESTAMP '2021-01-01 00:00:00' FROM employees");
+        ok("SELECT '1'::int4, '1'::int8, 1::float8, 'true'::boolean, '1 day'::interval");
+        check("SELECT ARRAY[1, 2]::int[]", SqlDialect::Postgres, &hr()).unwrap();
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub enum QueryError {
     Cancelled,
     #[error("the query ran longer than its time limit of {0:?}")]
     TimedOut(Duration),
+    /// The query needed more memory than its budget (a huge value or row).
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("storage is unavailable")]
     Storage(String),
 }
@@ -122,18 +125,51 @@ impl From<StoreError> for QueryError {
 pub struct QueryOptions {
     /// Wall-clock limit for the database to produce the result.
     pub timeout: Duration,
-    /// Rows per batch; batches are also cut at [`BATCH_BYTES`].
+    /// Rows per batch; batches are also cut at [`QueryOptions::batch_bytes`].
     pub batch_rows: usize,
+    /// Bytes of result values one query may hold at once, in every stage: the batch being
+    /// built, the batches waiting for the client, the one being encoded. See [`QueryOptions::max_row_bytes`].
+    pub memory_budget: usize,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(300), batch_rows: 4096 }
+        Self { timeout: Duration::from_secs(300), batch_rows: 4096, memory_budget: DEFAULT_MEMORY_BUDGET }
     }
 }
 
-/// A batch is cut once its text values reach this many bytes, so wide rows keep memory bounded.
+/// The default of [`QueryOptions::memory_budget`]: 64 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
+
+/// A batch is cut once its values reach this many bytes (or the budget's share, if smaller),
+/// so wide rows keep memory bounded.
 pub const BATCH_BYTES: usize = 4 << 20;
+
+/// A query holds at most this many batches at once: the one being built, two waiting in the
+/// channel, one read ahead, one being encoded for the wire. Each is at most a budget's share
+/// ([`QueryOptions::batch_bytes`], or one row of at most [`QueryOptions::max_row_bytes`]).
+const BATCHES_IN_FLIGHT: usize = 8;
+
+impl QueryOptions {
+    /// The largest row (sum of its values) a query may return; a bigger one ends the query
+    /// with [`QueryError::ResourceExhausted`]. It is also the longest string or blob SQLite
+    /// will build, so a `printf('%.*c', 1e9, 'x')` fails before it allocates.
+    pub fn max_row_bytes(&self) -> usize {
+        (self.memory_budget / BATCHES_IN_FLIGHT).max(1024)
+    }
+
+    pub fn batch_bytes(&self) -> usize {
+        BATCH_BYTES.min(self.max_row_bytes())
+    }
+
+    pub(crate) fn row_too_big(&self, bytes: usize) -> QueryError {
+        QueryError::ResourceExhausted(format!(
+            "a result row of {bytes} bytes or more exceeds this query's limit of {} bytes per row (a {} MiB memory budget); select fewer or shorter values",
+            self.max_row_bytes(),
+            self.memory_budget >> 20
+        ))
+    }
+}
 
 const RUNNING: u8 = 0;
 const CANCELLED: u8 = 1;
@@ -146,15 +182,18 @@ pub(crate) const DONE: u8 = 3;
 pub struct Canceller {
     state: Arc<AtomicU8>,
     pg: Option<tokio_postgres::CancelToken>,
+    /// Set once the SQLite connection is open.
+    sqlite: Arc<std::sync::Mutex<Option<rusqlite::InterruptHandle>>>,
 }
 
 impl Canceller {
     fn new(pg: Option<tokio_postgres::CancelToken>) -> Self {
-        Self { state: Arc::new(AtomicU8::new(RUNNING)), pg }
+        Self { state: Arc::new(AtomicU8::new(RUNNING)), pg, sqlite: Arc::default() }
     }
 
-    /// Stops the query: SQLite's progress handler aborts at its next check; PostgreSQL gets a
-    /// cancel request on a side connection, which interrupts even a long sort.
+    /// Stops the query: SQLite is interrupted (and its progress handler aborts at its next
+    /// check); PostgreSQL gets a cancel request on a side connection, which interrupts even a
+    /// long sort.
     pub fn cancel(&self) {
         self.stop(CANCELLED);
     }
@@ -166,7 +205,30 @@ impl Canceller {
                     let _ = token.cancel_query(tokio_postgres::NoTls).await;
                 });
             }
+            if let Some(h) = self.sqlite.lock().unwrap().as_ref() {
+                h.interrupt();
+            }
         }
+    }
+
+    /// The executor is done: later cancels and the watchdog have nothing to stop.
+    fn finish(&self) {
+        let _ = self.state.compare_exchange(RUNNING, DONE, Ordering::SeqCst, Ordering::SeqCst);
+        *self.sqlite.lock().unwrap() = None;
+    }
+
+    /// Stops the query at its time limit even if the database is inside one long step (a sort,
+    /// a huge string) where SQLite's progress handler does not run. Ends with the query.
+    fn watchdog(&self, timeout: Duration) -> tokio::sync::oneshot::Sender<()> {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let c = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => c.stop(TIMED_OUT),
+                _ = finished => {}
+            }
+        });
+        done
     }
 
     fn stopped(&self) -> Option<u8> {
@@ -343,7 +405,7 @@ impl Store {
     pub async fn check_query(&self, tenant: &TenantId, sql: &str) -> Result<String, QueryError> {
         let tables = self.tables(tenant).await?;
         let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        guard::check(sql, self.sql_dialect(), &catalog)
+        guard::check_async(sql, self.sql_dialect(), &catalog).await
     }
 
     /// Checks and starts a query. It runs in the background; read it through the returned
@@ -356,7 +418,7 @@ impl Store {
     ) -> Result<RunningQuery, QueryError> {
         let tables = self.tables(tenant).await?;
         let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        let checked = guard::check(sql, self.sql_dialect(), &catalog)?;
+        let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
         match &self.backend {
             Backend::Sqlite(s) => sqlite::start(s, tenant, tables, checked, opts),
             Backend::Postgres(p) => pg::start(p, tenant, checked, opts).await,
@@ -366,8 +428,8 @@ impl Store {
     /// Runs `SELECT 1` through the whole engine (guard, executor, batches) against the control
     /// plane: what a blue/green switch asks of a stack before sending it traffic.
     pub async fn smoke_query(&self) -> Result<(), QueryError> {
-        let sql = guard::check("SELECT 1 AS ok", self.sql_dialect(), &Catalog::default())?;
-        let opts = QueryOptions { timeout: Duration::from_secs(5), batch_rows: 16 };
+        let sql = guard::check_async("SELECT 1 AS ok", self.sql_dialect(), &Catalog::default()).await?;
+        let opts = QueryOptions { timeout: Duration::from_secs(5), batch_rows: 16, ..Default::default() };
         let mut q = match &self.backend {
             Backend::Sqlite(s) => sqlite::start_at(s.control_file(), Vec::new(), sql, opts)?,
             Backend::Postgres(p) => pg::start_in(p, "strata_control".into(), sql, opts).await?,
@@ -382,7 +444,7 @@ impl Store {
     pub async fn explain_query(&self, tenant: &TenantId, sql: &str) -> Result<String, QueryError> {
         let tables = self.tables(tenant).await?;
         let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        let checked = guard::check(sql, self.sql_dialect(), &catalog)?;
+        let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
         match &self.backend {
             Backend::Sqlite(s) => sqlite::explain(s, tenant, tables, checked).await,
             Backend::Postgres(p) => pg::explain(p, tenant, checked).await,

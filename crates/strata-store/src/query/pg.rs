@@ -34,6 +34,12 @@ fn db_error(e: tokio_postgres::Error, c: &Canceller, opts: &QueryOptions) -> Que
         if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
             return c.error(opts.timeout).unwrap_or(QueryError::TimedOut(opts.timeout));
         }
+        if db.code() == &tokio_postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED && db.message().starts_with("a result row of") {
+            return QueryError::ResourceExhausted(format!("{}; select fewer or shorter values", db.message()));
+        }
+        if db.code() == &tokio_postgres::error::SqlState::OUT_OF_MEMORY {
+            return QueryError::ResourceExhausted("the query ran out of memory on the database".into());
+        }
         if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
             || db.code() == &tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
         {
@@ -91,7 +97,15 @@ async fn run(
     ))
     .await
     .map_err(e)?;
-    let stmt = t.prepare(sql).await.map_err(e)?;
+    // Every row is measured by the database before it is sent (the function raises past the
+    // limit), so a `rpad(x, 100000000, 'y')` fails there instead of arriving here. A plain
+    // subquery scan keeps the inner query's order.
+    let wrapped = format!(
+        "SELECT * FROM ({sql}) AS _strata_q WHERE CASE WHEN pg_catalog.pg_column_size(_strata_q.*) > {max} \
+         THEN strata_control.row_too_big(pg_catalog.pg_column_size(_strata_q.*), {max}) ELSE true END",
+        max = opts.max_row_bytes()
+    );
+    let stmt = t.prepare(&wrapped).await.map_err(e)?;
     let mut columns = Vec::new();
     for col in stmt.columns() {
         let kind = kind_of(col.type_()).ok_or_else(|| {
@@ -108,24 +122,64 @@ async fn run(
     }
     let portal = t.bind(&stmt, &[]).await.map_err(e)?;
     let batch = opts.batch_rows.clamp(1, i32::MAX as usize);
+    let max_bytes = opts.batch_bytes();
+    // Rows are read as they arrive (the connection reads no further ahead than we do), and a
+    // batch is cut by bytes as well as by rows, so wide rows never pile up here.
+    let mut pending: Vec<Row> = Vec::new();
+    let mut bytes = 0usize;
     loop {
         if c.stopped().is_some() {
             return Err(c.error(opts.timeout).unwrap_or(QueryError::Cancelled));
         }
-        let rows = t.query_portal(&portal, batch as i32).await.map_err(e)?;
-        let n = rows.len();
-        if n > 0 {
-            let b = to_batch(&rows, &columns)?;
-            if tx.send(Event::Batch(b, n < batch)).await.is_err() {
+        let stream = t.query_portal_raw(&portal, batch as i32).await.map_err(e)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut fetched = 0usize;
+        while let Some(row) = futures::StreamExt::next(&mut stream).await {
+            let row = row.map_err(e)?;
+            fetched += 1;
+            bytes += row_bytes(&row);
+            pending.push(row);
+            if bytes >= max_bytes && fetched < batch {
+                let b = to_batch(&std::mem::take(&mut pending), &columns)?;
+                bytes = 0;
+                if tx.send(Event::Batch(b, false)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let last = fetched < batch;
+        if !pending.is_empty() || last {
+            let b = to_batch(&std::mem::take(&mut pending), &columns)?;
+            bytes = 0;
+            if tx.send(Event::Batch(b, last)).await.is_err() {
                 return Ok(());
             }
         }
-        if n < batch {
+        if last {
             break;
         }
     }
     t.commit().await.map_err(e)?;
     Ok(())
+}
+
+/// What a row costs in a batch: the bytes of its values (as received), plus a word a value.
+fn row_bytes(r: &Row) -> usize {
+    (0..r.len())
+        .map(|i| r.try_get::<_, Option<RawLen>>(i).ok().flatten().map_or(8, |l| l.0 + 8))
+        .sum()
+}
+
+/// The length of a value on the wire, whatever its type.
+struct RawLen(usize);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawLen {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawLen(raw.len()))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
 }
 
 fn to_batch(rows: &[Row], columns: &[(ColumnDesc, Type)]) -> Result<Batch, QueryError> {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     date_micros, guard, Batch, Canceller, ColKind, ColumnBuilder, ColumnDesc, Event, QueryError, QueryOptions,
-    RunningQuery, BATCH_BYTES, TIMED_OUT,
+    RunningQuery, TIMED_OUT,
 };
 use crate::sqlite::SqliteStore;
 
@@ -34,10 +34,14 @@ pub(super) fn start_at(path: PathBuf, tables: Vec<Table>, sql: String, opts: Que
     let (tx, rx) = mpsc::channel(2);
     let canceller = Canceller::new(None);
     let c = canceller.clone();
+    let watchdog = canceller.watchdog(opts.timeout);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = run(path, &tables, &sql, opts, &c, &tx) {
-            let e = c.error(opts.timeout).unwrap_or(e);
-            let _ = tx.blocking_send(Event::Error(e));
+        let result = run(path, &tables, &sql, opts, &c, &tx);
+        let stopped = c.error(opts.timeout);
+        c.finish();
+        drop(watchdog);
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Event::Error(stopped.unwrap_or(e)));
         }
     });
     Ok(RunningQuery::new(rx, canceller, opts.timeout))
@@ -52,7 +56,7 @@ pub(super) async fn explain(
     let path = s.tenant_file(tenant)?;
     tokio::task::spawn_blocking(move || {
         let c = Canceller::new(None);
-        let conn = open(&path, &tables, &c, Instant::now() + std::time::Duration::from_secs(10))?;
+        let conn = open(&path, &tables, &c, Instant::now() + std::time::Duration::from_secs(10), &QueryOptions::default())?;
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(db_error)?;
         let mut rows = stmt.query([]).map_err(db_error)?;
         let mut depth: HashMap<i64, usize> = HashMap::new();
@@ -73,10 +77,19 @@ pub(super) async fn explain(
     .map_err(|e| QueryError::Failed(e.to_string()))?
 }
 
-fn open(path: &PathBuf, tables: &[Table], c: &Canceller, deadline: Instant) -> Result<Connection, QueryError> {
+fn open(path: &PathBuf, tables: &[Table], c: &Canceller, deadline: Instant, opts: &QueryOptions) -> Result<Connection, QueryError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| QueryError::Storage(e.to_string()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| QueryError::Storage(e.to_string()))?;
+    let storage = |e: rusqlite::Error| QueryError::Storage(e.to_string());
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(storage)?;
+    // Memory: no string or blob longer than a row may be (SQLite refuses to build it, so a
+    // `printf('%.*c', 1e9, 'x')` or a doubling recursive CTE fails at once); sorts and
+    // temporary tables spill to files beyond a small page cache instead of growing in memory.
+    let max_len = i32::try_from(opts.max_row_bytes()).unwrap_or(i32::MAX);
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, max_len).map_err(storage)?;
+    conn.pragma_update(None, "temp_store", "FILE").map_err(storage)?;
+    conn.pragma_update(None, "cache_size", -4096).map_err(storage)?;
+    *c.sqlite.lock().unwrap() = Some(conn.get_interrupt_handle());
     // The guard already admitted only dataset tables and CTE names; the only other tables in
     // a tenant file are SQLite's catalog and Strata's own bookkeeping, so deny those by name
     // (CTE reads arrive as reads of their own name, without a database).
@@ -114,7 +127,13 @@ fn open(path: &PathBuf, tables: &[Table], c: &Canceller, deadline: Instant) -> R
 
 fn db_error(e: rusqlite::Error) -> QueryError {
     let msg = e.to_string();
-    if msg.contains("not authorized") {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::TooBig) {
+        QueryError::ResourceExhausted(
+            "a value in this query grows larger than a result row may be; select shorter values".into(),
+        )
+    } else if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OutOfMemory) {
+        QueryError::ResourceExhausted("the query ran out of memory".into())
+    } else if msg.contains("not authorized") {
         QueryError::Rejected("the query reads something outside your datasets".into())
     } else {
         QueryError::Failed(msg)
@@ -130,7 +149,8 @@ fn run(
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), QueryError> {
     let deadline = Instant::now() + opts.timeout;
-    let conn = open(&path, tables, c, deadline)?;
+    let conn = open(&path, tables, c, deadline, &opts)?;
+    let (max_row, max_batch) = (opts.max_row_bytes(), opts.batch_bytes());
     let mut stmt = conn.prepare(sql).map_err(db_error)?;
     let n = stmt.column_count();
     // Columns read straight from a dataset table keep their dictionary type (SQLite stores a
@@ -157,16 +177,20 @@ fn run(
     let mut first: Vec<Vec<SqlValue>> = Vec::new();
     let mut bytes = 0usize;
     let mut more = true;
-    while first.len() < batch_rows && bytes < BATCH_BYTES {
+    while first.len() < batch_rows && bytes < max_batch {
         match rows.next().map_err(db_error)? {
             Some(r) => {
+                let mut row_bytes = 0;
+                for i in 0..n {
+                    row_bytes += value_bytes(r.get_ref(i).map_err(db_error)?);
+                }
+                if row_bytes > max_row {
+                    return Err(opts.row_too_big(row_bytes));
+                }
+                bytes += row_bytes;
                 let mut row = Vec::with_capacity(n);
                 for i in 0..n {
-                    let v: SqlValue = r.get_ref(i).map_err(db_error)?.into();
-                    if let SqlValue::Text(s) = &v {
-                        bytes += s.len();
-                    }
-                    row.push(v);
+                    row.push(r.get_ref(i).map_err(db_error)?.into());
                 }
                 first.push(row);
             }
@@ -195,7 +219,7 @@ fn run(
     let mut count = first.len();
     drop(first);
     loop {
-        if count > 0 && (count >= batch_rows || bytes >= BATCH_BYTES || !more) {
+        if count > 0 && (count >= batch_rows || bytes >= max_batch || !more) {
             let next: Vec<ColumnBuilder> = kinds.iter().map(|&k| ColumnBuilder::new(k, batch_rows)).collect();
             let done = std::mem::replace(&mut builders, next);
             let batch = Batch { rows: count, columns: done.into_iter().map(ColumnBuilder::finish).collect() };
@@ -214,17 +238,29 @@ fn run(
         }
         match rows.next().map_err(db_error)? {
             Some(r) => {
+                let mut row_bytes = 0;
+                for i in 0..n {
+                    row_bytes += value_bytes(r.get_ref(i).map_err(db_error)?);
+                }
+                if row_bytes > max_row {
+                    return Err(opts.row_too_big(row_bytes));
+                }
+                bytes += row_bytes;
                 for (i, b) in builders.iter_mut().enumerate() {
-                    let v = r.get_ref(i).map_err(db_error)?;
-                    if let ValueRef::Text(s) = v {
-                        bytes += s.len();
-                    }
-                    push(b, kinds[i], v, &columns[i].name)?;
+                    push(b, kinds[i], r.get_ref(i).map_err(db_error)?, &columns[i].name)?;
                 }
                 count += 1;
             }
             None => more = false,
         }
+    }
+}
+
+/// What a value costs in a batch: its bytes, or a machine word.
+fn value_bytes(v: ValueRef<'_>) -> usize {
+    match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.len() + 8,
+        _ => 8,
     }
 }
 

@@ -1,0 +1,149 @@
+//! What a tenant with a valid key can throw at the query service: each of these once crashed,
+//! froze or bloated the whole server. Every test ends by checking the server still serves.
+
+use std::time::{Duration, Instant};
+
+use strata_client::Value;
+use strata_store::deploy::Stack;
+use tonic::Code;
+
+use crate::grpc::{connect, grpc};
+use crate::helpers::*;
+
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+async fn still_serves(conn: &strata_client::Connection) {
+    let mut cur = conn.cursor();
+    cur.execute("SELECT count(*) FROM employees").await.unwrap();
+    assert!(matches!(cur.fetch_one().await.unwrap().unwrap()[0], Value::Int(_)));
+}
+
+async fn deeply_chained_expressions_are_refused_and_the_server_keeps_serving(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    for sql in [
+        format!("SELECT {}", chain("1", "+", 5_500)),
+        format!("SELECT {}", chain("employee_name", "||", 6_000)),
+        format!("SELECT {}", chain("2", "*", 6_000)),
+        format!("SELECT employee_name FROM employees WHERE {}", chain("employee_id = 1", " OR ", 6_000)),
+        format!("SELECT employee_name FROM employees WHERE {}", chain("employee_id = 1", " AND ", 6_000)),
+        format!("SELECT {}", chain("1", "+", 120_000)),
+    ] {
+        let err = conn.cursor().execute(&sql).await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+        assert!(err.to_string().contains("too deeply"), "{err}");
+    }
+    // A long but legal chain runs, with the same answer on both databases.
+    let mut cur = conn.cursor();
+    cur.execute(&format!("SELECT {}", chain("1", "+", 900))).await.unwrap();
+    assert_eq!(cur.fetch_one().await.unwrap().unwrap()[0], Value::Int(900));
+    still_serves(&conn).await;
+    g.stop().await;
+}
+
+async fn casts_that_name_objects_are_refused_so_other_tenants_stay_unknown(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    app.tenant("other", true).await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    for sql in [
+        "SELECT 'tenant_other.departments'::regclass::text",
+        "SELECT 'tenant_nosuch.departments'::regclass::text",
+        "SELECT CAST('tenant_other' AS regnamespace)",
+        "SELECT 'strata_control.api_keys'::regclass",
+        "SELECT regclass 'tenant_other.departments'",
+        "SELECT 'pg_sleep'::regproc",
+    ] {
+        let err = conn.cursor().execute(sql).await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::InvalidArgument), "{sql}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains("casts to"), "{sql}: {msg}");
+        assert!(!msg.contains("does not exist"), "{sql}: {msg}");
+    }
+    still_serves(&conn).await;
+    g.stop().await;
+}
+
+async fn huge_values_end_the_query_with_resource_exhausted(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    let big: &[&str] = match b {
+        Backend::Sqlite => &[
+            "SELECT replace(printf('%.*c', 5000000, 'x'), 'x', 'xxxxxxxxxx')",
+            "WITH RECURSIVE t(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM t WHERE length(s) < 1000000000) SELECT length(s) FROM t",
+            "SELECT group_concat(printf('%.*c', 100000, 'x')) FROM employees",
+        ],
+        Backend::Postgres => &[
+            "SELECT rpad(department_name, 100000000, 'y') FROM departments LIMIT 5",
+            "SELECT lpad('', 20000000, 'z')",
+            "SELECT string_agg(rpad(employee_name, 100000, 'x'), ',') FROM employees",
+            "SELECT rpad('a', 3000000, 'b'), rpad('a', 3000000, 'b'), rpad('a', 3000000, 'b')",
+        ],
+    };
+    for sql in big {
+        let t0 = Instant::now();
+        let mut cur = conn.cursor();
+        let err = match cur.execute(sql).await {
+            Ok(_) => cur.fetch_all().await.map(|r| r.len()).expect_err(sql),
+            Err(e) => e,
+        };
+        assert_eq!(err.code(), Some(Code::ResourceExhausted), "{sql}: {err}");
+        assert!(t0.elapsed() < Duration::from_secs(30), "{sql} took {:?}", t0.elapsed());
+    }
+    if b == Backend::Sqlite {
+        // SQLite's printf answers NULL when its result would pass the length limit, rather
+        // than failing; either way nothing near 200 MB is ever built.
+        let mut cur = conn.cursor();
+        cur.execute("SELECT printf('%.*c', 200000000, 'x')").await.unwrap();
+        assert_eq!(cur.fetch_all().await.unwrap(), vec![vec![Value::Null]]);
+    }
+    // Values within the budget still come back whole.
+    let mut cur = conn.cursor();
+    cur.execute("SELECT length(lower(substr(upper(employee_name), 1, 3))) FROM employees LIMIT 1").await.unwrap();
+    assert!(cur.fetch_one().await.unwrap().is_some());
+    let sql = match b {
+        Backend::Sqlite => "SELECT printf('%.*c', 1000000, 'x') FROM employees LIMIT 20",
+        Backend::Postgres => "SELECT rpad('', 1000000, 'x') FROM employees LIMIT 20",
+    };
+    let mut cur = conn.cursor();
+    cur.execute(sql).await.unwrap();
+    let rows = cur.fetch_all().await.unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| matches!(&r[0], Value::String(s) if s.len() == 1_000_000)));
+    still_serves(&conn).await;
+    g.stop().await;
+}
+
+async fn the_time_limit_holds_for_heavy_string_work(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let g = grpc(&app, Stack::Blue, |o| o.query.timeout = Duration::from_secs(1)).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    let pad = match b {
+        Backend::Sqlite => "printf('%.*c', 4000000, 'x')",
+        Backend::Postgres => "rpad('', 4000000, 'x')",
+    };
+    let sql = format!(
+        "WITH RECURSIVE t(i, s) AS (SELECT 1, {pad} UNION ALL SELECT i + 1, replace(s, 'x', 'y') FROM t WHERE i < 100000) SELECT count(*) FROM t"
+    );
+    let t0 = Instant::now();
+    let err = conn.cursor().execute(&sql).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::DeadlineExceeded), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(6), "a 1 s limit took {:?}", t0.elapsed());
+    still_serves(&conn).await;
+    g.stop().await;
+}
+
+crate::on_both_backends!(
+    deeply_chained_expressions_are_refused_and_the_server_keeps_serving,
+    casts_that_name_objects_are_refused_so_other_tenants_stay_unknown,
+    huge_values_end_the_query_with_resource_exhausted,
+    the_time_limit_holds_for_heavy_string_work,
+);

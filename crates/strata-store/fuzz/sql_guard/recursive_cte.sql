@@ -1,0 +1,1 @@
+WITH RECURSIVE t(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM t WHERE length(s) < 1000000000) SELECT length(s) FROM t

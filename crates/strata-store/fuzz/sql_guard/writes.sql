@@ -1,0 +1,1 @@
+WITH x AS (DELETE FROM employees RETURNING *) SELECT * FROM x
