@@ -82,4 +82,8 @@ fi
 export STRATA_TEST_BROWSER_DIR="$browser_dir"
 export STRATA_TEST_NODE_MODULES="$browser_dir/node_modules"
 
+# Style and lints are part of the suite: unformatted code or a clippy warning fails it.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 cargo test --workspace --locked "$@"

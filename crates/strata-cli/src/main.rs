@@ -51,13 +51,8 @@ struct StorageArgs {
 impl StorageArgs {
     fn config(&self) -> StoreConfig {
         match &self.database_url {
-            Some(url) => StoreConfig::Postgres {
-                url: Secret::new(url.clone()),
-                pool_size: self.pg_pool_size,
-            },
-            None => StoreConfig::Sqlite {
-                data_dir: self.data_dir.clone(),
-            },
+            Some(url) => StoreConfig::Postgres { url: Secret::new(url.clone()), pool_size: self.pg_pool_size },
+            None => StoreConfig::Sqlite { data_dir: self.data_dir.clone() },
         }
     }
 }
@@ -320,7 +315,13 @@ impl ServeArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..Default::default()
         };
-        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token: self.admin_token.clone(), switch })
+        Ok(strata_http::startup::Options {
+            rates,
+            compat_tenant,
+            events,
+            admin_token: self.admin_token.clone(),
+            switch,
+        })
     }
 }
 
@@ -418,9 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => init_logging(false, "pretty"),
     }
     let config = cli.storage.config();
-    let mut store = Store::open(&config)
-        .await
-        .with_context(|| format!("cannot open storage {config:?}"))?;
+    let mut store = Store::open(&config).await.with_context(|| format!("cannot open storage {config:?}"))?;
     if let Some(dir) = &cli.storage.backup_dir {
         store = store.with_backup_dir(dir.clone());
     }
@@ -441,7 +440,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(store: Store, a: ServeArgs, config: &StoreConfig, default_provider: &str) -> anyhow::Result<()> {
     let options = a.options(default_provider)?;
     let rates = options.rates.describe();
-    let stack: strata_grpc::deploy_stack::Stack = a.stack.parse().map_err(|e: String| anyhow::anyhow!("--stack: {e}"))?;
+    let stack: strata_grpc::deploy_stack::Stack =
+        a.stack.parse().map_err(|e: String| anyhow::anyhow!("--stack: {e}"))?;
     let app = strata_http::startup::Application::build_with(a.http_addr, store.clone(), options)
         .await
         .with_context(|| format!("cannot listen on {}", a.http_addr))?;
@@ -475,15 +475,7 @@ async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
     use strata_grpc::deploy;
     let fresh = Duration::from_secs(3);
     let show = |r: &strata_store::deploy::SwitchRecord| {
-        println!(
-            "{} -> {}: {} in {} ms by {} ({})",
-            r.from,
-            r.to,
-            r.outcome,
-            r.duration_ms(),
-            r.actor,
-            r.detail
-        )
+        println!("{} -> {}: {} in {} ms by {} ({})", r.from, r.to, r.outcome, r.duration_ms(), r.actor, r.detail)
     };
     match cmd {
         DeployCmd::Status { json } => {
@@ -496,7 +488,10 @@ async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
             println!("announced: {}", s.announced.as_deref().unwrap_or("-"));
             println!("instances:");
             for i in &s.instances {
-                println!("  {:<6} {}  http {}  grpc {}  in flight {}", i.stack, i.id, i.http_addr, i.grpc_addr, i.inflight);
+                println!(
+                    "  {:<6} {}  http {}  grpc {}  in flight {}",
+                    i.stack, i.id, i.http_addr, i.grpc_addr, i.inflight
+                );
             }
             println!("history (newest first):");
             for r in &s.history {
@@ -544,10 +539,7 @@ async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Resul
         let t = store.table(&id, table).await?;
         let chunks = spawn_csv_reader(bytes, Arc::new(t.clone()), Arc::new(AtomicU64::new(0)));
         let r = store.load(&id, &t, chunks).await?;
-        summary.push(format!(
-            "{table}: {} inserted, {} unchanged, {} rejected",
-            r.inserted, r.unchanged, r.rejected
-        ));
+        summary.push(format!("{table}: {} inserted, {} unchanged, {} rejected", r.inserted, r.unchanged, r.rejected));
     }
     let base = format!("http://{}", a.http_addr);
     eprintln!(
@@ -567,7 +559,9 @@ async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
             let def = match dataset.as_deref() {
                 None => None,
                 Some("hr") => Some(strata_domain::hr::definition()),
-                Some(other) => bail!("unknown built-in dataset {other:?} (available: hr); use `strata dataset apply` for your own"),
+                Some(other) => {
+                    bail!("unknown built-in dataset {other:?} (available: hr); use `strata dataset apply` for your own")
+                }
             };
             let key = store.create_tenant(&tid).await?;
             if let Some(def) = def {
@@ -587,7 +581,10 @@ async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
             let tid = parse_tenant(&id)?;
             let key = store.create_api_key(&tid).await?;
             if json {
-                println!("{}", serde_json::json!({"tenant": tid.as_str(), "api_key": key.plaintext.expose(), "key_prefix": key.display_prefix}));
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant": tid.as_str(), "api_key": key.plaintext.expose(), "key_prefix": key.display_prefix})
+                );
             } else {
                 println!("{}", key.plaintext.expose());
             }
@@ -624,7 +621,10 @@ async fn dataset(store: Store, cmd: DatasetCmd) -> anyhow::Result<()> {
                     if r.created_tables.is_empty() { "none".to_string() } else { r.created_tables.join(", ") }
                 );
             } else {
-                println!("dataset {} is already at version {} with this definition; nothing changed", r.dataset, r.version);
+                println!(
+                    "dataset {} is already at version {} with this definition; nothing changed",
+                    r.dataset, r.version
+                );
             }
         }
         DatasetCmd::Tables { tenant } => {
@@ -633,7 +633,13 @@ async fn dataset(store: Store, cmd: DatasetCmd) -> anyhow::Result<()> {
                 println!("{} (dataset {}, key {})", t.name, t.dataset, t.pk_column().name);
                 for c in &t.columns {
                     let fk = c.references.as_ref().map(|r| format!(" -> {}.{}", r.table, r.column)).unwrap_or_default();
-                    println!("  {:<24} {:<9}{}{}", c.name, c.ty.to_string(), if c.required { " required" } else { "" }, fk);
+                    println!(
+                        "  {:<24} {:<9}{}{}",
+                        c.name,
+                        c.ty.to_string(),
+                        if c.required { " required" } else { "" },
+                        fk
+                    );
                 }
             }
         }
@@ -648,8 +654,7 @@ async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
     let (reader, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if a.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let f = std::fs::File::open(&a.file)
-            .with_context(|| format!("cannot open {}", a.file.display()))?;
+        let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file.display()))?;
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
@@ -699,7 +704,12 @@ async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
 }
 
 /// A progress bar on a terminal, fed from a counter; nothing when output is piped.
-fn progress(counter: Arc<AtomicU64>, total: Option<u64>, template: &str, msg: String) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+fn progress(
+    counter: Arc<AtomicU64>,
+    total: Option<u64>,
+    template: &str,
+    msg: String,
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
@@ -738,7 +748,12 @@ async fn backup(store: Store, a: BackupArgs) -> anyhow::Result<()> {
         bail!("tenant {tid} has no tables to back up");
     }
     let counter = Arc::new(AtomicU64::new(0));
-    let bar = progress(counter.clone(), None, "{spinner} backing up {msg}: {pos} rows ({per_sec})", tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", "));
+    let bar = progress(
+        counter.clone(),
+        None,
+        "{spinner} backing up {msg}: {pos} rows ({per_sec})",
+        tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", "),
+    );
     let result = store.backup(&tid, tables, codec, a.retain, counter).await;
     finish_progress(bar);
     let manifests = result?;
@@ -746,7 +761,10 @@ async fn backup(store: Store, a: BackupArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&manifests)?);
     } else {
         for m in &manifests {
-            println!("{}: backup {} ({} rows, {} bytes, {}, sha256 {})", m.table, m.id, m.rows, m.bytes, m.codec, m.sha256);
+            println!(
+                "{}: backup {} ({} rows, {} bytes, {}, sha256 {})",
+                m.table, m.id, m.rows, m.bytes, m.codec, m.sha256
+            );
         }
     }
     Ok(())
@@ -770,10 +788,10 @@ async fn restore(store: Store, a: RestoreArgs) -> anyhow::Result<()> {
             }
         }
         sets.sort_by(|x, y| y.0.cmp(&x.0));
-        let (_, set) = sets
-            .into_iter()
-            .find(|(_, ms)| tables.iter().all(|t| ms.iter().any(|m| m.table == t.name)))
-            .ok_or_else(|| anyhow::anyhow!("no backup set covers every table of {tid}; run `strata backup --all` first"))?;
+        let (_, set) =
+            sets.into_iter().find(|(_, ms)| tables.iter().all(|t| ms.iter().any(|m| m.table == t.name))).ok_or_else(
+                || anyhow::anyhow!("no backup set covers every table of {tid}; run `strata backup --all` first"),
+            )?;
         total = Some(set.iter().map(|m| m.bytes).sum());
         tables
             .into_iter()
@@ -784,28 +802,35 @@ async fn restore(store: Store, a: RestoreArgs) -> anyhow::Result<()> {
             .collect()
     } else {
         let t = store.table(&tid, a.table.as_deref().unwrap()).await?;
-        let source = match (&a.backup, &a.file) {
-            (_, Some(path)) => {
-                let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                total = f.metadata().ok().map(|m| m.len());
-                RestoreSource::File { reader: Box::new(f), name: path.display().to_string() }
-            }
-            (Some(id), None) => {
-                total = Some(store.backups().manifest(&tid, &t.name, id)?.bytes);
-                RestoreSource::Backup(id.clone())
-            }
-            (None, None) => {
-                let newest = store.backups().list(&tid, &t.name)?.into_iter().next().ok_or_else(|| {
-                    anyhow::anyhow!("table {} has no backups; name a file with --file", t.name)
-                })?;
-                total = Some(newest.bytes);
-                RestoreSource::Backup(newest.id)
-            }
-        };
+        let source =
+            match (&a.backup, &a.file) {
+                (_, Some(path)) => {
+                    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                    total = f.metadata().ok().map(|m| m.len());
+                    RestoreSource::File { reader: Box::new(f), name: path.display().to_string() }
+                }
+                (Some(id), None) => {
+                    total = Some(store.backups().manifest(&tid, &t.name, id)?.bytes);
+                    RestoreSource::Backup(id.clone())
+                }
+                (None, None) => {
+                    let newest =
+                        store.backups().list(&tid, &t.name)?.into_iter().next().ok_or_else(|| {
+                            anyhow::anyhow!("table {} has no backups; name a file with --file", t.name)
+                        })?;
+                    total = Some(newest.bytes);
+                    RestoreSource::Backup(newest.id)
+                }
+            };
         vec![(t, source)]
     };
     let counter = Arc::new(AtomicU64::new(0));
-    let bar = progress(counter.clone(), total, "{spinner} restoring {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})", sources.iter().map(|(t, _)| t.name.clone()).collect::<Vec<_>>().join(", "));
+    let bar = progress(
+        counter.clone(),
+        total,
+        "{spinner} restoring {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        sources.iter().map(|(t, _)| t.name.clone()).collect::<Vec<_>>().join(", "),
+    );
     let result = store.restore(&tid, sources, counter).await;
     finish_progress(bar);
     let report = result?;
@@ -830,7 +855,8 @@ async fn orders(store: Store, cmd: OrdersCmd) -> anyhow::Result<()> {
         }
         OrdersCmd::SetCap { tenant, btc } => {
             let tid = parse_tenant(&tenant)?;
-            let sats = parse_btc(&btc).ok_or_else(|| anyhow::anyhow!("--btc must be a positive amount with at most 8 decimals"))?;
+            let sats = parse_btc(&btc)
+                .ok_or_else(|| anyhow::anyhow!("--btc must be a positive amount with at most 8 decimals"))?;
             store.set_cap(&tid, sats).await?;
             println!("cap set to {} BTC", format_btc(sats));
         }
@@ -861,7 +887,9 @@ async fn report(store: Store, a: ReportArgs) -> anyhow::Result<()> {
         let rows = store.hires_by_quarter(&tid, year).await?;
         match a.format.as_str() {
             "csv" => print!("{}", hires_csv(&rows)),
-            "json" => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"year": year.get(), "rows": rows}))?),
+            "json" => {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"year": year.get(), "rows": rows}))?)
+            }
             _ => {
                 if rows.is_empty() {
                     println!("No hires in {}.", year.get());
@@ -872,7 +900,10 @@ async fn report(store: Store, a: ReportArgs) -> anyhow::Result<()> {
                     println!("{:<w1$}  {:<w2$}  {:>4} {:>4} {:>4} {:>4}", "department", "job", "Q1", "Q2", "Q3", "Q4");
                 }
                 for r in &rows {
-                    println!("{:<w1$}  {:<w2$}  {:>4} {:>4} {:>4} {:>4}", r.department_name, r.job_name, r.q1, r.q2, r.q3, r.q4);
+                    println!(
+                        "{:<w1$}  {:<w2$}  {:>4} {:>4} {:>4} {:>4}",
+                        r.department_name, r.job_name, r.q1, r.q2, r.q3, r.q4
+                    );
                 }
             }
         }
@@ -882,7 +913,13 @@ async fn report(store: Store, a: ReportArgs) -> anyhow::Result<()> {
             "csv" => print!("{}", above_mean_csv(&r.rows)),
             "json" => println!("{}", serde_json::to_string_pretty(&r)?),
             _ => {
-                println!("{} hires in {} across {} departments; mean {}.", r.total_hires, year.get(), r.departments_counted, r.mean);
+                println!(
+                    "{} hires in {} across {} departments; mean {}.",
+                    r.total_hires,
+                    year.get(),
+                    r.departments_counted,
+                    r.mean
+                );
                 for d in &r.rows {
                     println!("{:>6}  {:<30} {:>6}", d.department_id, d.department_name, d.hired);
                 }

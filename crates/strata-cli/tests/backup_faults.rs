@@ -41,7 +41,8 @@ fn setup(storage: &[String], extra: usize, dir: &std::path::Path) {
 fn count_employees(storage: &[String]) -> u64 {
     // A backup reports the row count of a consistent snapshot.
     let s: Vec<&str> = storage.iter().map(String::as_str).collect();
-    let out = run(&[&s[..], &["backup", "--tenant", "acme", "--table", "employees", "--codec", "null", "--json"]].concat());
+    let out =
+        run(&[&s[..], &["backup", "--tenant", "acme", "--table", "employees", "--codec", "null", "--json"]].concat());
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["rows"].as_u64().unwrap()
 }
@@ -49,11 +50,13 @@ fn count_employees(storage: &[String]) -> u64 {
 fn restore_killed_halfway_leaves_the_table_as_it_was(storage: Vec<String>, dir: &std::path::Path) {
     setup(&storage, 60_000, dir);
     let s: Vec<&str> = storage.iter().map(String::as_str).collect();
-    let out = run(&[&s[..], &["backup", "--tenant", "acme", "--table", "employees", "--codec", "null", "--json"]].concat());
+    let out =
+        run(&[&s[..], &["backup", "--tenant", "acme", "--table", "employees", "--codec", "null", "--json"]].concat());
     let m: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = m[0]["rows"].as_u64().unwrap();
     assert_eq!(rows, 1929 + 60_000);
-    let file = std::fs::read(dir.join("backups/acme/employees").join(format!("{}.avro", m[0]["id"].as_str().unwrap()))).unwrap();
+    let file = std::fs::read(dir.join("backups/acme/employees").join(format!("{}.avro", m[0]["id"].as_str().unwrap())))
+        .unwrap();
     // Change the table, so "as it was" differs from the backup.
     let one = dir.join("one.csv");
     std::fs::write(&one, "999999,Only Me,2023-01-01T00:00:00Z,1,1").unwrap();
@@ -90,7 +93,8 @@ struct PgDb(String);
 
 impl PgDb {
     fn admin() -> String {
-        std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        std::env::var("STRATA_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
     }
     fn exec(sql: &str) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -160,7 +164,16 @@ fn a_disk_that_fills_up_during_a_backup_leaves_no_backup_registered() {
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing half-written stays behind: {left:?}");
     // And the next backup, with room, works and is the only one listed.
-    let out = run(&["--data-dir", dir.path().to_str().unwrap(), "backup", "--tenant", "acme", "--table", "employees", "--json"]);
+    let out = run(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "backup",
+        "--tenant",
+        "acme",
+        "--table",
+        "employees",
+        "--json",
+    ]);
     let m: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(m[0]["rows"], 1929 + 5000);
 }
@@ -178,7 +191,8 @@ fn restore_all_brings_back_a_consistent_set_and_a_lone_parent_restore_is_refused
     let emps = dir.path().join("emps.csv");
     std::fs::write(&emps, "5000,Later Person,2024-01-01T00:00:00Z,77,1").unwrap();
     run(&["--data-dir", d, "load", "--tenant", "acme", "--table", "employees", emps.to_str().unwrap()]);
-    let out = strata().args(["--data-dir", d, "restore", "--tenant", "acme", "--table", "departments"]).output().unwrap();
+    let out =
+        strata().args(["--data-dir", d, "restore", "--tenant", "acme", "--table", "departments"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--all") && err.contains("1 employees rows"), "{err}");

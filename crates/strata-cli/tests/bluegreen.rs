@@ -44,9 +44,11 @@ async fn nginx(blue: &str, green: &str) -> Nginx {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Built at once, so its Drop kills nginx even if it never comes up.
+    let nginx = Nginx { child, port, prefix };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Nginx { child, port, prefix };
+            return nginx;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -81,8 +83,19 @@ async fn deployment() -> Deployment {
     std::fs::write(&csv, "A-1,19.99,2024-02-29,true,2024-02-29T12:34:56.789Z,7\nB-2,-0.05,1969-07-20,false,1969-12-31T23:59:59Z,-3\nC-3,123456.70,,,,\n").unwrap();
     strata(&url, &["load", "--tenant", "acme", "--table", "products", csv.to_str().unwrap()]);
     let start = |stack: &str| {
-        serve_with(&["--database-url", &url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed",
-                     "--stack", stack, "--deploy-poll-ms", "50"])
+        serve_with(&[
+            "--database-url",
+            &url,
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--rate-provider",
+            "fixed",
+            "--stack",
+            stack,
+            "--deploy-poll-ms",
+            "50",
+        ])
     };
     let blue = start("blue");
     let green = start("green");
@@ -94,9 +107,25 @@ async fn deployment() -> Deployment {
 impl Deployment {
     fn switch(&self, to: &str) -> String {
         let p = self.nginx.prefix.path().display().to_string();
-        strata(&self.url, &["deploy", "switch", "--to", to, "--announce-ms", "400", "--drain-timeout-secs", "60",
-                            "--actor", "test", "--nginx-active-file", &format!("{p}/active-stack.conf"),
-                            "--nginx-reload", &format!("nginx -p {p} -c {p}/nginx.conf -s reload")])
+        strata(
+            &self.url,
+            &[
+                "deploy",
+                "switch",
+                "--to",
+                to,
+                "--announce-ms",
+                "400",
+                "--drain-timeout-secs",
+                "60",
+                "--actor",
+                "test",
+                "--nginx-active-file",
+                &format!("{p}/active-stack.conf"),
+                "--nginx-reload",
+                &format!("nginx -p {p} -c {p}/nginx.conf -s reload"),
+            ],
+        )
     }
 }
 
@@ -121,7 +150,7 @@ async fn eight_clients_see_no_failed_query_across_ten_switches() {
                 i += 1;
                 // Every other client runs long fetches: 20,000 rows read a batch at a time,
                 // slowly, so switches happen while they are in flight.
-                let long = c % 2 == 0 && i % 3 == 0;
+                let long = c % 2 == 0 && i.is_multiple_of(3);
                 let n = if long { 20_000 } else { 10 + (c * 7 + i) % 300 };
                 let sql = format!("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) SELECT i, i * 2 FROM s");
                 let mut cur = conn.cursor();
@@ -185,15 +214,27 @@ async fn the_real_python_connector_reads_every_type_and_rides_through_a_switch()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &v["products"];
-    assert_eq!(p["description"], serde_json::json!([["sku", "STRING"], ["price", "DECIMAL128"], ["launched", "DATE"],
-        ["active", "BOOLEAN"], ["updated_at", "DATETIME"], ["stock", "LONG"]]));
-    assert_eq!(p["rows"], serde_json::json!([
-        ["A-1", {"decimal": "19.99"}, "2024-02-29", true, "2024-02-29T12:34:56.789+00:00", 7],
-        ["B-2", {"decimal": "-0.05"}, "1969-07-20", false, "1969-12-31T23:59:59.000+00:00", -3],
-        // The connector divides the 16-byte unscaled value by 10^scale in Python, which drops
-        // trailing zeros: the same number as 123456.70.
-        ["C-3", {"decimal": "123456.7"}, null, null, null, null],
-    ]));
+    assert_eq!(
+        p["description"],
+        serde_json::json!([
+            ["sku", "STRING"],
+            ["price", "DECIMAL128"],
+            ["launched", "DATE"],
+            ["active", "BOOLEAN"],
+            ["updated_at", "DATETIME"],
+            ["stock", "LONG"]
+        ])
+    );
+    assert_eq!(
+        p["rows"],
+        serde_json::json!([
+            ["A-1", {"decimal": "19.99"}, "2024-02-29", true, "2024-02-29T12:34:56.789+00:00", 7],
+            ["B-2", {"decimal": "-0.05"}, "1969-07-20", false, "1969-12-31T23:59:59.000+00:00", -3],
+            // The connector divides the 16-byte unscaled value by 10^scale in Python, which drops
+            // trailing zeros: the same number as 123456.70.
+            ["C-3", {"decimal": "123456.7"}, null, null, null, null],
+        ])
+    );
     assert_eq!(p["rowcount"], 3);
     assert_eq!(v["products_v1"]["rows"], p["rows"]);
     assert_eq!(v["products_v2"]["rows"], p["rows"]);
@@ -202,7 +243,8 @@ async fn the_real_python_connector_reads_every_type_and_rides_through_a_switch()
     // Row 2 of the file lacks its job and was rejected at load.
     assert_eq!(e[1], serde_json::json!([3, "Lyman Hadye", "2021-09-01T23:27:38.000+00:00", 5, 52]));
     let per: i64 = v["per_department"]["rows"].as_array().unwrap().iter().map(|r| r[1].as_i64().unwrap()).sum();
-    let conn = Connection::connect(Config::new(format!("http://127.0.0.1:{port}"), "acme", d.key.clone())).await.unwrap();
+    let conn =
+        Connection::connect(Config::new(format!("http://127.0.0.1:{port}"), "acme", d.key.clone())).await.unwrap();
     let mut cur = conn.cursor();
     cur.execute("SELECT count(*) FROM employees WHERE department_id IS NOT NULL").await.unwrap();
     assert_eq!(cur.fetch_all().await.unwrap(), vec![vec![Value::Int(per)]]);

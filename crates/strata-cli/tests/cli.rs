@@ -63,7 +63,8 @@ fn load_reads_the_canonical_files_and_summarises_rejections() {
         let out = strata(dir.path(), &["load", "--tenant", "acme", "--table", t, &data(&format!("{t}.csv"))]);
         assert!(out.status.success());
     }
-    let out = strata(dir.path(), &["load", "--tenant", "acme", "--table", "employees", &data("employees.csv"), "--json"]);
+    let out =
+        strata(dir.path(), &["load", "--tenant", "acme", "--table", "employees", &data("employees.csv"), "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((r["inserted"].as_u64(), r["rejected"].as_u64()), (Some(1929), Some(70)));
     let out = strata(dir.path(), &["load", "--tenant", "acme", "--table", "employees", &data("employees.csv")]);
@@ -84,7 +85,11 @@ fn dataset_apply_names_the_problem_in_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
     assert!(strata(dir.path(), &["tenant", "create", "acme"]).status.success());
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "name: shop\ntables:\n  - name: t\n    primary_key: id\n    columns: [{name: id, type: decimal}]\n").unwrap();
+    std::fs::write(
+        &bad,
+        "name: shop\ntables:\n  - name: t\n    primary_key: id\n    columns: [{name: id, type: decimal}]\n",
+    )
+    .unwrap();
     let out = strata(dir.path(), &["dataset", "apply", "--tenant", "acme", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

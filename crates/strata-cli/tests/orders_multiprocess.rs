@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 
 use common::{admin, serve_with, Server};
 
-
 async fn pg(sql: &str) {
     let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
@@ -22,10 +21,16 @@ async fn fifty_clients_racing_two_processes_never_break_the_cap() {
     let db = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
     pg(&format!("CREATE DATABASE {db}")).await;
     let url = format!("{}/{db}", &admin()[..admin().rfind('/').unwrap()]);
-    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "tenant", "create", "acme"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--database-url", &url, "tenant", "create", "acme"])
+        .output()
+        .unwrap();
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     // A cap of 0.05 BTC: room for four orders of 0.01000014 BTC, and fifty clients want one each.
-    let status = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "orders", "set-cap", "--tenant", "acme", "--btc", "0.05"]).status().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--database-url", &url, "orders", "set-cap", "--tenant", "acme", "--btc", "0.05"])
+        .status()
+        .unwrap();
     assert!(status.success());
     let servers = [serve(&url), serve(&url)];
     let client = reqwest::Client::new();
@@ -35,10 +40,14 @@ async fn fifty_clients_racing_two_processes_never_break_the_cap() {
         let (client, key) = (client.clone(), key.clone());
         handles.push(tokio::spawn(async move {
             // 640.01 USD at the fixed 64000.12 USD/BTC is 0.01000014 BTC, rounded up.
-            let r = client.post(format!("{base}/v1/buy-orders")).bearer_auth(&key)
+            let r = client
+                .post(format!("{base}/v1/buy-orders"))
+                .bearer_auth(&key)
                 .header("idempotency-key", format!("race-{i}"))
                 .json(&serde_json::json!({"currency": "USD", "amount": "640.01"}))
-                .send().await.unwrap();
+                .send()
+                .await
+                .unwrap();
             let s = r.status().as_u16();
             (s, r.json::<serde_json::Value>().await.unwrap())
         }));
@@ -53,7 +62,10 @@ async fn fifty_clients_racing_two_processes_never_break_the_cap() {
         }
     }
     assert_eq!(ok.len(), 4, "0.05 BTC holds four orders of 0.01000014 BTC");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--database-url", &url, "orders", "book", "--tenant", "acme"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--database-url", &url, "orders", "book", "--tenant", "acme"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "0.04000056 BTC of 0.05000000 BTC");
     for id in &ok {
         let r = client.get(format!("{}/v1/buy-orders/{id}", servers[0].base)).bearer_auth(&key).send().await.unwrap();
@@ -85,25 +97,50 @@ async fn a_projector_killed_mid_stream_resumes_without_duplicates() {
     let nats_url = format!("nats://127.0.0.1:{port}");
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["--data-dir", &d, "tenant", "create", "acme"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--data-dir", &d, "tenant", "create", "acme"])
+        .output()
+        .unwrap();
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let serve_with_nats = || {
-        serve_with(&["--data-dir", &d, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed", "--events-url", &nats_url])
+        serve_with(&[
+            "--data-dir",
+            &d,
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--rate-provider",
+            "fixed",
+            "--events-url",
+            &nats_url,
+        ])
     };
     let client = reqwest::Client::new();
     let a = serve_with_nats();
     for i in 0..30 {
-        let r = client.post(format!("{}/v1/buy-orders", a.base)).bearer_auth(&key)
+        let r = client
+            .post(format!("{}/v1/buy-orders", a.base))
+            .bearer_auth(&key)
             .header("idempotency-key", format!("k{i}"))
-            .json(&serde_json::json!({"currency": "EUR", "amount": "5"})).send().await.unwrap();
+            .json(&serde_json::json!({"currency": "EUR", "amount": "5"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     drop(a); // SIGKILL, whatever it was doing
     let b = serve_with_nats();
     let mut ids = Vec::new();
     for _ in 0..200 {
-        let page: serde_json::Value = client.get(format!("{}/v1/buy-orders?limit=100", b.base)).bearer_auth(&key)
-            .send().await.unwrap().json().await.unwrap();
+        let page: serde_json::Value = client
+            .get(format!("{}/v1/buy-orders?limit=100", b.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         ids = page["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
         if ids.len() >= 30 {
             break;

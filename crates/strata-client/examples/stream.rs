@@ -8,7 +8,8 @@ use std::time::Instant;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let [endpoint, tenant, key, sql] = <[String; 4]>::try_from(a).map_err(|_| "usage: stream ENDPOINT TENANT KEY SQL")?;
+    let [endpoint, tenant, key, sql] =
+        <[String; 4]>::try_from(a).map_err(|_| "usage: stream ENDPOINT TENANT KEY SQL")?;
     let conn = strata_client::Connection::connect(strata_client::Config::new(endpoint, tenant, key)).await?;
     let t0 = Instant::now();
     let mut cur = conn.cursor();

@@ -82,7 +82,8 @@ fn never_sent(s: &Status) -> bool {
     }
     (s.code() == Code::Cancelled && chain.contains("connection closed"))
         || chain.contains("GoAway(b\"\", NO_ERROR, Remote)")
-        || (s.code() == Code::Unavailable && (chain.contains("tcp connect error") || chain.contains("Connection refused")))
+        || (s.code() == Code::Unavailable
+            && (chain.contains("tcp connect error") || chain.contains("Connection refused")))
 }
 
 /// Evaluates a call expression (which builds a fresh request) again while it was never sent.
@@ -226,7 +227,11 @@ impl Connection {
 
     pub fn strategy_state(&self) -> StrategyState {
         let s = self.inner.state.lock().unwrap();
-        StrategyState { active: s.active.clone(), pending: s.pending.as_ref().map(|p| p.0.clone()), in_flight: s.in_flight }
+        StrategyState {
+            active: s.active.clone(),
+            pending: s.pending.as_ref().map(|p| p.0.clone()),
+            in_flight: s.in_flight,
+        }
     }
 
     fn client(&self) -> QueryEngineServiceClient<Channel> {
@@ -318,7 +323,7 @@ impl Connection {
                     if let Some(ns) = new_strategy.filter(|ns| *ns != s && STRATEGIES.contains(&ns.as_str())) {
                         hops += 1;
                         if hops <= 2 {
-                            if let Some(Some((sess2, _))) = self.authenticate(&ns).await.ok() {
+                            if let Ok(Some((sess2, _))) = self.authenticate(&ns).await {
                                 self.adopt(&ns, sess2.clone());
                                 return Ok((ns, sess2));
                             }
@@ -430,7 +435,11 @@ impl Connection {
     pub async fn get_schema_names(&self) -> Result<Vec<String>> {
         let catalog = self.inner.cfg.catalog.clone();
         self.with_session(|strategy, session| {
-            let req = self.request(GetSchemaNamesV2Request { session_id: session, catalog: catalog.clone() }, Some(&strategy), None);
+            let req = self.request(
+                GetSchemaNamesV2Request { session_id: session, catalog: catalog.clone() },
+                Some(&strategy),
+                None,
+            );
             let mut c = self.client();
             async move {
                 let r = resend!(c.get_schema_names_v2(clone_req(&req)))?.into_inner();
@@ -513,12 +522,18 @@ impl Connection {
         Request::from_parts(
             md,
             ext,
-            ClearOrCancelQueryRequest { engine_ip: msg.engine_ip, session_id: msg.session_id, query_id: msg.query_id, is_done: None },
+            ClearOrCancelQueryRequest {
+                engine_ip: msg.engine_ip,
+                session_id: msg.session_id,
+                query_id: msg.query_id,
+                is_done: None,
+            },
         )
     }
 
     fn query_ref(&self, q: &QueryHandle) -> Request<QueryRef> {
-        let session = self.inner.state.lock().unwrap().sessions.get(&q.strategy).cloned().unwrap_or_else(|| q.session.clone());
+        let session =
+            self.inner.state.lock().unwrap().sessions.get(&q.strategy).cloned().unwrap_or_else(|| q.session.clone());
         self.request(
             QueryRef { engine_ip: q.engine_ip.clone(), session_id: session, query_id: q.id.clone() },
             Some(&q.strategy),
@@ -769,7 +784,12 @@ impl Drop for Cursor {
                 let req = Request::from_parts(
                     md,
                     ext,
-                    ClearOrCancelQueryRequest { engine_ip: msg.engine_ip, session_id: msg.session_id, query_id: msg.query_id, is_done: None },
+                    ClearOrCancelQueryRequest {
+                        engine_ip: msg.engine_ip,
+                        session_id: msg.session_id,
+                        query_id: msg.query_id,
+                        is_done: None,
+                    },
                 );
                 rt.spawn(async move {
                     let _ = conn.client().clear_or_cancel_query(req).await;

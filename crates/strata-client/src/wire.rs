@@ -161,7 +161,10 @@ pub enum VectorData<'a> {
     /// Microseconds since the epoch, rendered as a UTC instant.
     DateTime(&'a [i64]),
     /// Unscaled values; each becomes 16 big-endian two's-complement bytes.
-    Decimal { unscaled: &'a [i128], scale: u32 },
+    Decimal {
+        unscaled: &'a [i128],
+        scale: u32,
+    },
 }
 
 impl VectorData<'_> {
@@ -472,7 +475,8 @@ fn micros_to_utc(us: i64) -> Result<DateTime<Utc>, WireError> {
 fn decimal_from(bytes: &[u8], scale: i32) -> Result<Decimal, WireError> {
     if bytes.len() != 16 {
         // The engine may also send a decimal literal as text.
-        let s = std::str::from_utf8(bytes).map_err(|_| WireError::Malformed("decimal is neither 16 bytes nor text".into()))?;
+        let s = std::str::from_utf8(bytes)
+            .map_err(|_| WireError::Malformed("decimal is neither 16 bytes nor text".into()))?;
         return s.parse().map_err(|_| WireError::Malformed(format!("bad decimal {s:?}")));
     }
     let unscaled = i128::from_be_bytes(bytes.try_into().expect("16 bytes"));
@@ -495,7 +499,8 @@ fn zone_offset(z: &str) -> Option<FixedOffset> {
 }
 
 fn value_at(v: &RawVector, row: usize) -> Result<Value, WireError> {
-    let null = if v.constant { v.nulls.first().copied().unwrap_or(false) } else { v.nulls.get(row).copied().unwrap_or(false) };
+    let null =
+        if v.constant { v.nulls.first().copied().unwrap_or(false) } else { v.nulls.get(row).copied().unwrap_or(false) };
     if null || v.vtype == vector_type::NULL {
         return Ok(Value::Null);
     }
@@ -503,13 +508,18 @@ fn value_at(v: &RawVector, row: usize) -> Result<Value, WireError> {
     let missing = || WireError::Malformed(format!("vector of type {} lacks row {row}", v.vtype));
     use vector_type as vt;
     Ok(match v.vtype {
-        vt::LONG | vt::INTEGER => Value::Int(if v.constant { d.const_int } else { d.ints.get(row).copied() }.ok_or_else(missing)?),
+        vt::LONG | vt::INTEGER => {
+            Value::Int(if v.constant { d.const_int } else { d.ints.get(row).copied() }.ok_or_else(missing)?)
+        }
         vt::DOUBLE | vt::FLOAT => {
             Value::Double(if v.constant { d.const_double } else { d.doubles.get(row).copied() }.ok_or_else(missing)?)
         }
-        vt::BOOLEAN => Value::Bool(if v.constant { d.const_bool } else { d.bools.get(row).copied() }.ok_or_else(missing)?),
+        vt::BOOLEAN => {
+            Value::Bool(if v.constant { d.const_bool } else { d.bools.get(row).copied() }.ok_or_else(missing)?)
+        }
         vt::STRING | vt::BINARY | vt::ARRAY | vt::MAP | vt::STRUCT => {
-            let b = if v.constant { d.const_bin.as_deref() } else { d.strings.get(row).map(Vec::as_slice) }.ok_or_else(missing)?;
+            let b = if v.constant { d.const_bin.as_deref() } else { d.strings.get(row).map(Vec::as_slice) }
+                .ok_or_else(missing)?;
             Value::String(String::from_utf8_lossy(b).into_owned())
         }
         vt::DATE => {
@@ -532,7 +542,8 @@ fn value_at(v: &RawVector, row: usize) -> Result<Value, WireError> {
             }
         }
         vt::DECIMAL128 => {
-            let b = if v.constant { d.const_bin.as_deref() } else { d.strings.get(row).map(Vec::as_slice) }.ok_or_else(missing)?;
+            let b = if v.constant { d.const_bin.as_deref() } else { d.strings.get(row).map(Vec::as_slice) }
+                .ok_or_else(missing)?;
             Value::Decimal(decimal_from(b, d.scale.unwrap_or(0))?)
         }
         t => return Err(WireError::Malformed(format!("unsupported vector type {t}"))),
@@ -602,10 +613,7 @@ mod tests {
     #[test]
     fn metadata_matches_the_documented_bytes() {
         let b = encode_metadata(2, &[FieldInfo { name: "id".into(), type_name: "LONG".into() }]);
-        assert_eq!(
-            b,
-            [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 2, b'i', b'd', 0, 4, b'L', b'O', b'N', b'G', 0, 0, 0, 0]
-        );
+        assert_eq!(b, [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 2, b'i', b'd', 0, 4, b'L', b'O', b'N', b'G', 0, 0, 0, 0]);
         assert_eq!(decode_metadata(&b).unwrap(), (2, vec![FieldInfo { name: "id".into(), type_name: "LONG".into() }]));
         assert_eq!(decode_metadata(&b[..10]), Err(WireError::Truncated));
     }
@@ -614,9 +622,9 @@ mod tests {
     fn a_long_chunk_matches_the_documented_77_bytes() {
         let b = encode_chunk(2, &[VectorOut { nulls: &[false, true], data: VectorData::Long(&[1, 0]) }]);
         let expected: Vec<u8> = vec![
-            0x08, 0, 1, 0, 0, 0, 2, 0x0f, 0, 2, 0x0c, 0, 0, 0, 1, 0x08, 0, 1, 0, 0, 0, 2, 0x08, 0, 2, 0, 0, 0, 6, 0x0f, 0,
-            3, 0x02, 0, 0, 0, 2, 0, 1, 0x0c, 0, 4, 0x0c, 0, 3, 0x0f, 0, 1, 0x0a, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0, 5, 0, 0, 0,
+            0x08, 0, 1, 0, 0, 0, 2, 0x0f, 0, 2, 0x0c, 0, 0, 0, 1, 0x08, 0, 1, 0, 0, 0, 2, 0x08, 0, 2, 0, 0, 0, 6, 0x0f,
+            0, 3, 0x02, 0, 0, 0, 2, 0, 1, 0x0c, 0, 4, 0x0c, 0, 3, 0x0f, 0, 1, 0x0a, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0, 5, 0, 0, 0,
         ];
         assert_eq!(b.len(), 77);
         assert_eq!(b, expected);
@@ -636,8 +644,14 @@ mod tests {
                     nulls: &[false, true, false],
                     data: VectorData::Date(&[1_709_164_800_000_000, 0, -14_256_000_000_000]),
                 },
-                VectorOut { nulls: &[false, false, false], data: VectorData::DateTime(&[1_709_210_096_789_123, 0, -1]) },
-                VectorOut { nulls: &[false, true, false], data: VectorData::Decimal { unscaled: &[12345, 0, -5], scale: 2 } },
+                VectorOut {
+                    nulls: &[false, false, false],
+                    data: VectorData::DateTime(&[1_709_210_096_789_123, 0, -1]),
+                },
+                VectorOut {
+                    nulls: &[false, true, false],
+                    data: VectorData::Decimal { unscaled: &[12345, 0, -5], scale: 2 },
+                },
             ],
         );
         let rows = decode_chunk(&b, 6).unwrap().unwrap();

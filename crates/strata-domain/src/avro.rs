@@ -72,9 +72,7 @@ impl Codec {
                 e.finish()
             }
             Codec::Snappy => {
-                let mut out = snap::raw::Encoder::new()
-                    .compress_vec(data)
-                    .map_err(io::Error::other)?;
+                let mut out = snap::raw::Encoder::new().compress_vec(data).map_err(io::Error::other)?;
                 out.extend_from_slice(&crc32fast::hash(data).to_be_bytes());
                 Ok(out)
             }
@@ -177,10 +175,9 @@ pub fn fingerprint(schema: &Json) -> String {
 fn canonical(s: &Json, namespace: Option<&str>) -> String {
     match s {
         Json::String(p) => format!("\"{p}\""),
-        Json::Array(items) => format!(
-            "[{}]",
-            items.iter().map(|i| canonical(i, namespace)).collect::<Vec<_>>().join(",")
-        ),
+        Json::Array(items) => {
+            format!("[{}]", items.iter().map(|i| canonical(i, namespace)).collect::<Vec<_>>().join(","))
+        }
         Json::Object(o) => {
             let ty = o.get("type").and_then(Json::as_str).unwrap_or("");
             let ns = o.get("namespace").and_then(Json::as_str).or(namespace);
@@ -218,14 +215,12 @@ fn canonical(s: &Json, namespace: Option<&str>) -> String {
                     full(o.get("name").and_then(Json::as_str).unwrap_or("")),
                     o.get("size").cloned().unwrap_or(Json::Null)
                 ),
-                "array" => format!(
-                    "{{\"type\":\"array\",\"items\":{}}}",
-                    canonical(o.get("items").unwrap_or(&Json::Null), ns)
-                ),
-                "map" => format!(
-                    "{{\"type\":\"map\",\"values\":{}}}",
-                    canonical(o.get("values").unwrap_or(&Json::Null), ns)
-                ),
+                "array" => {
+                    format!("{{\"type\":\"array\",\"items\":{}}}", canonical(o.get("items").unwrap_or(&Json::Null), ns))
+                }
+                "map" => {
+                    format!("{{\"type\":\"map\",\"values\":{}}}", canonical(o.get("values").unwrap_or(&Json::Null), ns))
+                }
                 prim => format!("\"{prim}\""),
             }
         }
@@ -238,19 +233,33 @@ fn canonical(s: &Json, namespace: Option<&str>) -> String {
 pub enum Schema {
     Null,
     Boolean,
-    Int { date: bool },
+    Int {
+        date: bool,
+    },
     /// `micros_per_unit` is 1000 for timestamp-millis, 1 for timestamp-micros, 0 for a plain long.
-    Long { micros_per_unit: i64 },
+    Long {
+        micros_per_unit: i64,
+    },
     Float,
     Double,
-    Bytes { decimal: Option<(u32, u32)> },
+    Bytes {
+        decimal: Option<(u32, u32)>,
+    },
     String,
-    Record { name: String, fields: Vec<(String, Schema)> },
-    Enum { symbols: Vec<String> },
+    Record {
+        name: String,
+        fields: Vec<(String, Schema)>,
+    },
+    Enum {
+        symbols: Vec<String>,
+    },
     Array(Box<Schema>),
     Map(Box<Schema>),
     Union(Vec<Schema>),
-    Fixed { size: usize, decimal: Option<(u32, u32)> },
+    Fixed {
+        size: usize,
+        decimal: Option<(u32, u32)>,
+    },
 }
 
 /// Parses a writer schema, including references to named types defined earlier in it.
@@ -289,9 +298,9 @@ fn parse_node(j: &Json, named: &mut HashMap<String, Schema>, depth: usize) -> Re
                 .cloned()
                 .ok_or_else(|| bad(format!("unknown type {other:?}"))),
         },
-        Json::Array(branches) => Ok(Schema::Union(
-            branches.iter().map(|b| parse_node(b, named, depth + 1)).collect::<Result<_, _>>()?,
-        )),
+        Json::Array(branches) => {
+            Ok(Schema::Union(branches.iter().map(|b| parse_node(b, named, depth + 1)).collect::<Result<_, _>>()?))
+        }
         Json::Object(o) => {
             let ty = o.get("type").ok_or_else(|| bad("a schema object without \"type\"".into()))?;
             let logical = o.get("logicalType").and_then(Json::as_str);
@@ -316,8 +325,11 @@ fn parse_node(j: &Json, named: &mut HashMap<String, Schema>, depth: usize) -> Re
                 "record" | "error" => {
                     let name = o.get("name").and_then(Json::as_str).unwrap_or("").to_string();
                     let mut fields = Vec::new();
-                    for f in o.get("fields").and_then(Json::as_array).ok_or_else(|| bad("record without fields".into()))? {
-                        let fname = f.get("name").and_then(Json::as_str).ok_or_else(|| bad("field without name".into()))?;
+                    for f in
+                        o.get("fields").and_then(Json::as_array).ok_or_else(|| bad("record without fields".into()))?
+                    {
+                        let fname =
+                            f.get("name").and_then(Json::as_str).ok_or_else(|| bad("field without name".into()))?;
                         let ftype = f.get("type").ok_or_else(|| bad(format!("field {fname} without type")))?;
                         fields.push((fname.to_string(), parse_node(ftype, named, depth + 1)?));
                     }
@@ -337,7 +349,9 @@ fn parse_node(j: &Json, named: &mut HashMap<String, Schema>, depth: usize) -> Re
                     }
                     s
                 }
-                "array" => Schema::Array(Box::new(parse_node(o.get("items").unwrap_or(&Json::Null), named, depth + 1)?)),
+                "array" => {
+                    Schema::Array(Box::new(parse_node(o.get("items").unwrap_or(&Json::Null), named, depth + 1)?))
+                }
                 "map" => Schema::Map(Box::new(parse_node(o.get("values").unwrap_or(&Json::Null), named, depth + 1)?)),
                 prim => parse_node(&Json::String(prim.to_string()), named, depth + 1)?,
             };
@@ -436,9 +450,7 @@ impl<W: Write> Writer<W> {
                 }
             }
             match v {
-                Value::Null => {
-                    return Err(io::Error::other(format!("column {} is required but null", c.name)))
-                }
+                Value::Null => return Err(io::Error::other(format!("column {} is required but null", c.name))),
                 Value::Int(i) => write_long(&mut self.block, *i),
                 Value::Text(s) => write_bytes(&mut self.block, s.as_bytes()),
                 Value::Bool(b) => self.block.push(*b as u8),
@@ -561,7 +573,8 @@ impl Cur<'_> {
             }
             Schema::Union(branches) => {
                 let i = self.long()?;
-                let b = branches.get(i as usize).ok_or_else(|| AvroError::Corrupt("union branch out of range".into()))?;
+                let b =
+                    branches.get(i as usize).ok_or_else(|| AvroError::Corrupt("union branch out of range".into()))?;
                 self.skip(b)?;
             }
             Schema::Array(item) | Schema::Map(item) => loop {
@@ -665,10 +678,14 @@ impl<R: Read> Reader<R> {
         }
         let mut sync = [0u8; 16];
         read_exact_or(&mut inner, &mut sync, "the header")?;
-        let codec_name = meta.get("avro.codec").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_else(|| "null".into());
-        let codec = Codec::parse(&codec_name).ok_or_else(|| AvroError::BadSchema(format!("unsupported codec {codec_name:?}")))?;
-        let schema_bytes = meta.get("avro.schema").ok_or_else(|| AvroError::BadSchema("no avro.schema in the header".into()))?;
-        let schema_json: Json = serde_json::from_slice(schema_bytes).map_err(|e| AvroError::BadSchema(e.to_string()))?;
+        let codec_name =
+            meta.get("avro.codec").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_else(|| "null".into());
+        let codec = Codec::parse(&codec_name)
+            .ok_or_else(|| AvroError::BadSchema(format!("unsupported codec {codec_name:?}")))?;
+        let schema_bytes =
+            meta.get("avro.schema").ok_or_else(|| AvroError::BadSchema("no avro.schema in the header".into()))?;
+        let schema_json: Json =
+            serde_json::from_slice(schema_bytes).map_err(|e| AvroError::BadSchema(e.to_string()))?;
         let schema = parse_schema(&schema_json)?;
         Ok(Self { inner, codec, sync, schema_json, schema, block: Vec::new(), pos: 0, remaining: 0, finished: false })
     }
@@ -713,7 +730,7 @@ impl<R: Read> Reader<R> {
 
     /// Decodes the next row with `resolver`: `None` at the end of the file; an inner error when
     /// the row breaks the data dictionary.
-    pub fn next_row(&mut self, resolver: &Resolver) -> Result<Option<Result<Vec<Value>, Vec<FieldError>>>, AvroError> {
+    pub fn next_row(&mut self, resolver: &Resolver) -> Result<Option<crate::validate::RowResult>, AvroError> {
         while self.remaining == 0 {
             if self.pos != self.block.len() {
                 return Err(AvroError::Corrupt("a block holds more data than its row count".into()));
@@ -764,8 +781,10 @@ fn compatible(s: &Schema, c: &Column) -> bool {
         Schema::String => true,
         other => matches!(
             (other, c.ty),
-            (Schema::Int { date: false } | Schema::Long { micros_per_unit: 0 }, ColumnType::Integer | ColumnType::Decimal)
-                | (Schema::Int { date: true }, ColumnType::Date)
+            (
+                Schema::Int { date: false } | Schema::Long { micros_per_unit: 0 },
+                ColumnType::Integer | ColumnType::Decimal
+            ) | (Schema::Int { date: true }, ColumnType::Date)
                 | (Schema::Long { micros_per_unit: 1 | 1000 }, ColumnType::Datetime)
                 | (Schema::Bytes { decimal: Some(_) } | Schema::Fixed { decimal: Some(_), .. }, ColumnType::Decimal)
                 | (Schema::Bytes { decimal: None }, ColumnType::String)
@@ -887,11 +906,17 @@ fn decode_value(cur: &mut Cur<'_>, s: &Schema, col: &Column) -> Result<Conv, Avr
         }
         Schema::Bytes { decimal: Some((_, scale)) } => {
             let b = cur.bytes()?;
-            return Ok(unscaled(b).map_or_else(|| Err((Reason::OutOfRange, "decimal too large".into())), |v| decimal_from(v, *scale, col)));
+            return Ok(unscaled(b).map_or_else(
+                || Err((Reason::OutOfRange, "decimal too large".into())),
+                |v| decimal_from(v, *scale, col),
+            ));
         }
         Schema::Fixed { size, decimal: Some((_, scale)) } => {
             let b = cur.take(*size)?;
-            return Ok(unscaled(b).map_or_else(|| Err((Reason::OutOfRange, "decimal too large".into())), |v| decimal_from(v, *scale, col)));
+            return Ok(unscaled(b).map_or_else(
+                || Err((Reason::OutOfRange, "decimal too large".into())),
+                |v| decimal_from(v, *scale, col),
+            ));
         }
         other => {
             cur.skip(other)?;
@@ -964,11 +989,23 @@ mod tests {
         let t = table();
         let parse = |i: usize, s: &str| crate::value::parse_text(&t.columns[i], s).unwrap();
         vec![
-            vec![Value::Int(1), Value::Text("Zoë, \"q\"".into()), parse(2, "2021-07-27T16:02:08.123456Z"),
-                 parse(3, "1969-12-31"), parse(4, "-1234567.89"), Value::Bool(true)],
+            vec![
+                Value::Int(1),
+                Value::Text("Zoë, \"q\"".into()),
+                parse(2, "2021-07-27T16:02:08.123456Z"),
+                parse(3, "1969-12-31"),
+                parse(4, "-1234567.89"),
+                Value::Bool(true),
+            ],
             vec![Value::Int(-2), Value::Text(String::new() + "x"), Value::Null, Value::Null, Value::Null, Value::Null],
-            vec![Value::Int(i64::MAX), Value::Text("y".into()), parse(2, "0001-01-01T00:00:00Z"),
-                 parse(3, "9999-12-31"), parse(4, "0.01"), Value::Bool(false)],
+            vec![
+                Value::Int(i64::MAX),
+                Value::Text("y".into()),
+                parse(2, "0001-01-01T00:00:00Z"),
+                parse(3, "9999-12-31"),
+                parse(4, "0.01"),
+                Value::Bool(false),
+            ],
         ]
     }
 

@@ -38,12 +38,7 @@ pub struct RecordReader<R> {
 
 impl<R: BufRead> RecordReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            line: 1,
-            first: true,
-            bytes_read: 0,
-        }
+        Self { inner, line: 1, first: true, bytes_read: 0 }
     }
 
     /// Bytes consumed so far: drives progress bars.
@@ -131,11 +126,7 @@ impl<R: BufRead> RecordReader<R> {
                 }
                 return Ok(None);
             }
-            return Ok(Some(RawRecord {
-                line: start_line,
-                raw,
-                oversized,
-            }));
+            return Ok(Some(RawRecord { line: start_line, raw, oversized }));
         }
     }
 }

@@ -147,9 +147,7 @@ impl Format {
         let essence = mt.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/toml" | "text/toml" | "application/x-toml" => Some(Format::Toml),
-            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
-                Some(Format::Yaml)
-            }
+            "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Some(Format::Yaml),
             "application/json" => Some(Format::Json),
             _ => None,
         }
@@ -187,12 +185,7 @@ impl fmt::Display for DatasetError {
 
 impl DatasetError {
     fn one(path: &str, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![Problem {
-                path: path.to_string(),
-                message: message.into(),
-            }],
-        }
+        Self { problems: vec![Problem { path: path.to_string(), message: message.into() }] }
     }
 }
 
@@ -254,13 +247,8 @@ pub fn check_identifier(s: &str) -> Result<(), String> {
     if !first.is_ascii_lowercase() {
         return Err(format!("{s:?} must start with a lowercase letter a-z"));
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(format!(
-            "{s:?} may contain only lowercase letters, digits and '_'"
-        ));
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(format!("{s:?} may contain only lowercase letters, digits and '_'"));
     }
     if s.starts_with("strata_") || s.starts_with("pg_") || s.starts_with("sqlite_") {
         return Err(format!("{s:?} uses a prefix reserved for the system"));
@@ -281,10 +269,7 @@ impl DatasetDef {
 
     /// Checks the definition and compiles its tables. `existing` resolves references to tables
     /// that other datasets of the same tenant already declare.
-    pub fn check(
-        &self,
-        existing: &dyn Fn(&str) -> Option<Table>,
-    ) -> Result<Vec<Table>, DatasetError> {
+    pub fn check(&self, existing: &dyn Fn(&str) -> Option<Table>) -> Result<Vec<Table>, DatasetError> {
         let mut problems = Vec::new();
         let mut push = |path: String, message: String| problems.push(Problem { path, message });
 
@@ -295,10 +280,7 @@ impl DatasetDef {
             push("tables".into(), "a dataset declares at least one table".into());
         }
         if self.tables.len() > MAX_TABLES {
-            push(
-                "tables".into(),
-                format!("{} tables; the limit is {MAX_TABLES}", self.tables.len()),
-            );
+            push("tables".into(), format!("{} tables; the limit is {MAX_TABLES}", self.tables.len()));
         }
 
         // Pass 1: names, columns, types, limits. Collect what pass 2 needs to resolve references.
@@ -310,22 +292,13 @@ impl DatasetDef {
                 push(format!("{tpath}.name"), format!("table name {e}"));
             }
             if !seen_tables.insert(t.name.clone()) {
-                push(
-                    format!("{tpath}.name"),
-                    format!("table {:?} is declared twice", t.name),
-                );
+                push(format!("{tpath}.name"), format!("table {:?} is declared twice", t.name));
             }
             if t.columns.is_empty() {
-                push(
-                    format!("{tpath}.columns"),
-                    "a table declares at least one column".into(),
-                );
+                push(format!("{tpath}.columns"), "a table declares at least one column".into());
             }
             if t.columns.len() > MAX_COLUMNS {
-                push(
-                    format!("{tpath}.columns"),
-                    format!("{} columns; the limit is {MAX_COLUMNS}", t.columns.len()),
-                );
+                push(format!("{tpath}.columns"), format!("{} columns; the limit is {MAX_COLUMNS}", t.columns.len()));
             }
             let mut seen_cols = HashSet::new();
             let mut columns = Vec::new();
@@ -335,10 +308,7 @@ impl DatasetDef {
                     push(format!("{cpath}.name"), format!("column name {e}"));
                 }
                 if !seen_cols.insert(c.name.clone()) {
-                    push(
-                        format!("{cpath}.name"),
-                        format!("column {:?} is declared twice", c.name),
-                    );
+                    push(format!("{cpath}.name"), format!("column {:?} is declared twice", c.name));
                 }
                 match compile_column(c, c.name == t.primary_key) {
                     Ok(col) => columns.push(col),
@@ -360,10 +330,7 @@ impl DatasetDef {
                     if !matches!(c.ty, ColumnType::Integer | ColumnType::String) {
                         push(
                             format!("{tpath}.primary_key"),
-                            format!(
-                                "primary key {:?} is a {}; keys must be integer or string",
-                                c.name, c.ty
-                            ),
+                            format!("primary key {:?} is a {}; keys must be integer or string", c.name, c.ty),
                         );
                     }
                     if !c.required {
@@ -388,8 +355,7 @@ impl DatasetDef {
         }
 
         // Pass 2: resolve foreign keys within this dataset first, then among existing tables.
-        let local: HashMap<String, Table> =
-            compiled.iter().map(|t| (t.name.clone(), t.clone())).collect();
+        let local: HashMap<String, Table> = compiled.iter().map(|t| (t.name.clone(), t.clone())).collect();
         for (ti, t) in self.tables.iter().enumerate() {
             for (ci, c) in t.columns.iter().enumerate() {
                 let Some(reference) = &c.references else { continue };
@@ -408,30 +374,18 @@ impl DatasetDef {
                     if rc != &tpk.name {
                         push(
                             path,
-                            format!(
-                                "a reference must point at the primary key of {rt:?} ({:?}), not {rc:?}",
-                                tpk.name
-                            ),
+                            format!("a reference must point at the primary key of {rt:?} ({:?}), not {rc:?}", tpk.name),
                         );
                         continue;
                     }
                 }
                 if tpk.ty != c.ty {
-                    push(
-                        path,
-                        format!(
-                            "column {:?} is a {} but {rt}.{} is a {}",
-                            c.name, c.ty, tpk.name, tpk.ty
-                        ),
-                    );
+                    push(path, format!("column {:?} is a {} but {rt}.{} is a {}", c.name, c.ty, tpk.name, tpk.ty));
                     continue;
                 }
                 if let Some(table) = compiled.iter_mut().find(|x| x.name == t.name) {
                     if let Some(col) = table.columns.iter_mut().find(|x| x.name == c.name) {
-                        col.references = Some(ForeignKey {
-                            table: rt.clone(),
-                            column: tpk.name.clone(),
-                        });
+                        col.references = Some(ForeignKey { table: rt.clone(), column: tpk.name.clone() });
                     }
                 }
             }
@@ -461,9 +415,7 @@ fn compile_column(c: &ColumnDef, is_pk: bool) -> Result<Column, Vec<(&'static st
     if c.max_length == Some(0) {
         errs.push(("max_length", "max_length must be at least 1".into()));
     }
-    if (c.min.is_some() || c.max.is_some())
-        && matches!(c.ty, ColumnType::String | ColumnType::Boolean)
-    {
+    if (c.min.is_some() || c.max.is_some()) && matches!(c.ty, ColumnType::String | ColumnType::Boolean) {
         errs.push(("min", format!("range limits do not apply to a {}", c.ty)));
     }
     if (c.precision.is_some() || c.scale.is_some()) && !is(ColumnType::Decimal) {
@@ -473,17 +425,11 @@ fn compile_column(c: &ColumnDef, is_pk: bool) -> Result<Column, Vec<(&'static st
     if is(ColumnType::Decimal) {
         precision = c.precision.unwrap_or(MAX_DECIMAL_PRECISION);
         match c.scale {
-            None => errs.push((
-                "scale",
-                "a decimal column needs a scale: the number of digits after the point".into(),
-            )),
+            None => errs.push(("scale", "a decimal column needs a scale: the number of digits after the point".into())),
             Some(s) => scale = s,
         }
         if precision == 0 || precision > MAX_DECIMAL_PRECISION {
-            errs.push((
-                "precision",
-                format!("precision must be between 1 and {MAX_DECIMAL_PRECISION}"),
-            ));
+            errs.push(("precision", format!("precision must be between 1 and {MAX_DECIMAL_PRECISION}")));
         }
         if scale > precision {
             errs.push(("scale", format!("scale {scale} is greater than precision {precision}")));
@@ -543,10 +489,7 @@ mod tests {
         let employees = tables.iter().find(|t| t.name == "employees").unwrap();
         assert_eq!(employees.pk_column().name, "employee_id");
         let dep = &employees.columns[employees.column_index("department_id").unwrap()];
-        assert_eq!(
-            dep.references,
-            Some(ForeignKey { table: "departments".into(), column: "department_id".into() })
-        );
+        assert_eq!(dep.references, Some(ForeignKey { table: "departments".into(), column: "department_id".into() }));
     }
 
     #[test]
@@ -586,10 +529,7 @@ tables:
                 {"name": "a", "type": "integer", "references": "ghost"},
                 {"name": "d", "type": "decimal"}
             ]}]}"#;
-        let err = DatasetDef::parse(json, Format::Json)
-            .unwrap()
-            .check(&none)
-            .unwrap_err();
+        let err = DatasetDef::parse(json, Format::Json).unwrap().check(&none).unwrap_err();
         let text = err.to_string();
         for needle in [
             "name: dataset name",
@@ -605,11 +545,7 @@ tables:
 
     #[test]
     fn unknown_fields_and_types_are_syntax_errors() {
-        let e = DatasetDef::parse(
-            "name = \"x\"\ntables = []\ncolour = \"red\"\n",
-            Format::Toml,
-        )
-        .unwrap_err();
+        let e = DatasetDef::parse("name = \"x\"\ntables = []\ncolour = \"red\"\n", Format::Toml).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         let e = DatasetDef::parse(
             "name: x\ntables: [{name: t, primary_key: a, columns: [{name: a, type: float}]}]",

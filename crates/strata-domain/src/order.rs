@@ -48,10 +48,7 @@ impl Currency {
             "EUR" => Ok(Currency::EUR),
             "GBP" => Ok(Currency::GBP),
             "USD" => Ok(Currency::USD),
-            _ => Err(format!(
-                "currency must be EUR, GBP or USD (got {:?})",
-                s.chars().take(12).collect::<String>()
-            )),
+            _ => Err(format!("currency must be EUR, GBP or USD (got {:?})", s.chars().take(12).collect::<String>())),
         }
     }
 }
@@ -73,7 +70,12 @@ impl FiatAmount {
     /// Parses a decimal string: digits, an optional point and at most the currency's decimals.
     /// Nothing is rounded: more decimals than the currency has is an error.
     pub fn parse(currency: Currency, s: &str) -> Result<Self, String> {
-        let bad = || format!("amount must be a decimal string like \"100.50\" (got {:?})", s.chars().take(32).collect::<String>());
+        let bad = || {
+            format!(
+                "amount must be a decimal string like \"100.50\" (got {:?})",
+                s.chars().take(32).collect::<String>()
+            )
+        };
         let d = currency.decimals();
         let (int, frac) = match s.split_once('.') {
             Some((i, f)) => (i, f),
@@ -82,7 +84,12 @@ impl FiatAmount {
         if s.starts_with('-') {
             return Err("amount must be greater than 0".into());
         }
-        if int.is_empty() || int.len() > 12 || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || s.ends_with('.') {
+        if int.is_empty()
+            || int.len() > 12
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+            || s.ends_with('.')
+        {
             return Err(bad());
         }
         if frac.len() as u32 > d {

@@ -37,13 +37,7 @@ impl Year {
 
     /// The five instants bounding the year's quarters: start, Q2, Q3, Q4, end (exclusive).
     pub fn quarter_bounds(self) -> [DateTime<Utc>; 5] {
-        let at = |y: i32, m: u32| {
-            NaiveDate::from_ymd_opt(y, m, 1)
-                .unwrap()
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-                .and_utc()
-        };
+        let at = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
         let end = if self.0 == 9999 {
             // One microsecond past the last representable instant we accept.
             at(9999, 12) + chrono::Duration::days(31)

@@ -39,10 +39,7 @@ impl TenantId {
         if len > TENANT_ID_MAX_LEN {
             return Err(TenantIdError::TooLong(len));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
             return Err(TenantIdError::BadChar(c));
         }
         if s.starts_with('-') || s.ends_with('-') {
@@ -114,11 +111,7 @@ impl NewApiKey {
         let plaintext = format!("{API_KEY_PREFIX}{body}");
         let hash = KeyHash::of(&plaintext);
         let display_prefix = plaintext[..API_KEY_PREFIX.len() + 6].to_string();
-        Self {
-            plaintext: Secret::new(plaintext),
-            hash,
-            display_prefix,
-        }
+        Self { plaintext: Secret::new(plaintext), hash, display_prefix }
     }
 }
 
@@ -126,9 +119,7 @@ impl NewApiKey {
 pub fn looks_like_api_key(s: &str) -> bool {
     s.len() == API_KEY_PREFIX.len() + 43
         && s.starts_with(API_KEY_PREFIX)
-        && s[API_KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s[API_KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -145,10 +136,7 @@ mod tests {
     #[test]
     fn invalid_tenant_ids_get_a_reason() {
         assert_eq!(TenantId::parse(""), Err(TenantIdError::Empty));
-        assert_eq!(
-            TenantId::parse(&"a".repeat(52)),
-            Err(TenantIdError::TooLong(52))
-        );
+        assert_eq!(TenantId::parse(&"a".repeat(52)), Err(TenantIdError::TooLong(52)));
         assert_eq!(TenantId::parse("Acme"), Err(TenantIdError::BadChar('A')));
         assert_eq!(TenantId::parse("a_b"), Err(TenantIdError::BadChar('_')));
         assert_eq!(TenantId::parse("../x"), Err(TenantIdError::BadChar('.')));

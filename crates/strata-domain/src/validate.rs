@@ -28,11 +28,7 @@ pub fn validate_fields<S: AsRef<str>>(table: &Table, fields: &[S]) -> RowResult 
     for (col, field) in table.columns.iter().zip(fields) {
         match parse_text(col, field.as_ref()) {
             Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError {
-                column: Some(col.name.clone()),
-                code: e.code,
-                reason: e.reason,
-            }),
+            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
         }
     }
     if errors.is_empty() {
@@ -59,11 +55,7 @@ pub fn validate_owned(table: &Table, fields: Vec<String>) -> RowResult {
         };
         match parsed {
             Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError {
-                column: Some(col.name.clone()),
-                code: e.code,
-                reason: e.reason,
-            }),
+            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
         }
     }
     if errors.is_empty() {
@@ -85,17 +77,10 @@ pub fn validate_object(table: &Table, row: &HashMap<String, Box<RawValue>>) -> R
         };
         match result {
             Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError {
-                column: Some(col.name.clone()),
-                code: e.code,
-                reason: e.reason,
-            }),
+            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
         }
     }
-    let mut unknown: Vec<&String> = row
-        .keys()
-        .filter(|k| table.column_index(k).is_none())
-        .collect();
+    let mut unknown: Vec<&String> = row.keys().filter(|k| table.column_index(k).is_none()).collect();
     unknown.sort();
     for k in unknown {
         let name: String = k.chars().take(64).collect();
@@ -117,12 +102,7 @@ mod tests {
     use super::*;
 
     fn employees() -> Table {
-        crate::hr::definition()
-            .check(&|_| None)
-            .unwrap()
-            .into_iter()
-            .find(|t| t.name == "employees")
-            .unwrap()
+        crate::hr::definition().check(&|_| None).unwrap().into_iter().find(|t| t.name == "employees").unwrap()
     }
 
     #[test]
@@ -130,10 +110,7 @@ mod tests {
         let t = employees();
         let errs = validate_fields(&t, &["x", "", "2021-99-01T00:00:00Z", "1", "2"]).unwrap_err();
         let codes: Vec<Reason> = errs.iter().map(|e| e.code).collect();
-        assert_eq!(
-            codes,
-            vec![Reason::InvalidInteger, Reason::MissingField, Reason::InvalidDatetime]
-        );
+        assert_eq!(codes, vec![Reason::InvalidInteger, Reason::MissingField, Reason::InvalidDatetime]);
         assert_eq!(errs[1].column.as_deref(), Some("employee_name"));
     }
 

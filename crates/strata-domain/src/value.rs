@@ -81,10 +81,7 @@ pub struct ValueError {
 }
 
 fn err(code: Reason, reason: impl Into<String>) -> ValueError {
-    ValueError {
-        code,
-        reason: reason.into(),
-    }
+    ValueError { code, reason: reason.into() }
 }
 
 /// Earliest and latest instants we accept: years 1 to 9999, which every backend can store.
@@ -101,11 +98,7 @@ pub fn parse_text(col: &Column, text: &str) -> Result<Value, ValueError> {
 fn parse_text_unchecked(col: &Column, text: &str) -> Result<Value, ValueError> {
     // Strings are kept byte for byte; other types tolerate surrounding blanks, which
     // spreadsheets love to add.
-    let trimmed = if col.ty == ColumnType::String {
-        text
-    } else {
-        text.trim_matches(|c: char| c == ' ' || c == '\t')
-    };
+    let trimmed = if col.ty == ColumnType::String { text } else { text.trim_matches(|c: char| c == ' ' || c == '\t') };
     if trimmed.is_empty() {
         return if col.required {
             Err(err(Reason::MissingField, "value is required but missing"))
@@ -148,8 +141,8 @@ pub fn parse_json(col: &Column, raw: &RawValue) -> Result<Value, ValueError> {
             return Ok(Value::Null);
         }
         b'"' => {
-            let s: String = serde_json::from_str(text)
-                .map_err(|_| err(Reason::InvalidString, "not a valid JSON string"))?;
+            let s: String =
+                serde_json::from_str(text).map_err(|_| err(Reason::InvalidString, "not a valid JSON string"))?;
             if col.ty == ColumnType::Integer {
                 return Err(err(
                     Reason::InvalidInteger,
@@ -204,27 +197,16 @@ fn quote(s: &str) -> String {
 fn parse_integer(s: &str) -> Result<i64, ValueError> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(err(
-            Reason::InvalidInteger,
-            format!("{} is not an integer", quote(s)),
-        ));
+        return Err(err(Reason::InvalidInteger, format!("{} is not an integer", quote(s))));
     }
-    s.parse::<i64>().map_err(|_| {
-        err(
-            Reason::OutOfRange,
-            format!("{} does not fit in a 64-bit integer", quote(s)),
-        )
-    })
+    s.parse::<i64>().map_err(|_| err(Reason::OutOfRange, format!("{} does not fit in a 64-bit integer", quote(s))))
 }
 
 fn parse_datetime(s: &str) -> Result<i64, ValueError> {
     let bad = || {
         err(
             Reason::InvalidDatetime,
-            format!(
-                "{} is not an ISO 8601 datetime with an offset, like 2021-07-27T16:02:08Z",
-                quote(s)
-            ),
+            format!("{} is not an ISO 8601 datetime with an offset, like 2021-07-27T16:02:08Z", quote(s)),
         )
     };
     // RFC 3339 fixes the shape: YYYY-MM-DDTHH:MM:SS, then fraction and offset.
@@ -241,17 +223,11 @@ fn parse_datetime(s: &str) -> Result<i64, ValueError> {
     let dt = DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
     let utc = dt.with_timezone(&Utc);
     if utc.timestamp_subsec_nanos() % 1000 != 0 {
-        return Err(err(
-            Reason::InvalidDatetime,
-            format!("{} has more precision than microseconds", quote(s)),
-        ));
+        return Err(err(Reason::InvalidDatetime, format!("{} has more precision than microseconds", quote(s))));
     }
     let year = chrono::Datelike::year(&utc);
     if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
-        return Err(err(
-            Reason::OutOfRange,
-            format!("{} is outside the years 1 to 9999", quote(s)),
-        ));
+        return Err(err(Reason::OutOfRange, format!("{} is outside the years 1 to 9999", quote(s))));
     }
     Ok(utc.timestamp_micros())
 }
@@ -261,20 +237,11 @@ fn parse_date(s: &str) -> Result<NaiveDate, ValueError> {
     let shaped = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    let date = if shaped {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-    } else {
-        None
-    };
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date = if shaped { NaiveDate::parse_from_str(s, "%Y-%m-%d").ok() } else { None };
     match date {
         Some(d) if chrono::Datelike::year(&d) >= MIN_YEAR => Ok(d),
-        _ => Err(err(
-            Reason::InvalidDate,
-            format!("{} is not a date like 2021-07-27", quote(s)),
-        )),
+        _ => Err(err(Reason::InvalidDate, format!("{} is not a date like 2021-07-27", quote(s)))),
     }
 }
 
@@ -291,10 +258,7 @@ pub fn parse_decimal(s: &str, precision: u32, scale: u32) -> Result<Decimal, Val
         && frac_part.bytes().all(|b| b.is_ascii_digit())
         && !(unsigned.ends_with('.'));
     if !well_formed {
-        return Err(err(
-            Reason::InvalidDecimal,
-            format!("{} is not a decimal number like 1234.56", quote(s)),
-        ));
+        return Err(err(Reason::InvalidDecimal, format!("{} is not a decimal number like 1234.56", quote(s))));
     }
     let frac_digits = frac_part.len() as u32;
     if frac_digits > scale {
@@ -307,19 +271,11 @@ pub fn parse_decimal(s: &str, precision: u32, scale: u32) -> Result<Decimal, Val
     if int_digits > precision - scale {
         return Err(err(
             Reason::OutOfRange,
-            format!(
-                "{} has {int_digits} digits before the point; at most {} allowed",
-                quote(s),
-                precision - scale
-            ),
+            format!("{} has {int_digits} digits before the point; at most {} allowed", quote(s), precision - scale),
         ));
     }
-    let mut d = Decimal::from_str(s.strip_prefix('+').unwrap_or(s)).map_err(|_| {
-        err(
-            Reason::InvalidDecimal,
-            format!("{} is not a decimal number", quote(s)),
-        )
-    })?;
+    let mut d = Decimal::from_str(s.strip_prefix('+').unwrap_or(s))
+        .map_err(|_| err(Reason::InvalidDecimal, format!("{} is not a decimal number", quote(s))))?;
     d.rescale(scale);
     Ok(d)
 }
@@ -330,35 +286,23 @@ pub fn check_limits(col: &Column, v: &Value) -> Result<(), ValueError> {
         let n = s.chars().count();
         if let Some(max) = col.max_length {
             if n > max {
-                return Err(err(
-                    Reason::TooLong,
-                    format!("text is {n} characters long; at most {max} allowed"),
-                ));
+                return Err(err(Reason::TooLong, format!("text is {n} characters long; at most {max} allowed")));
             }
         }
         if let Some(min) = col.min_length {
             if n < min {
-                return Err(err(
-                    Reason::TooShort,
-                    format!("text is {n} characters long; at least {min} required"),
-                ));
+                return Err(err(Reason::TooShort, format!("text is {n} characters long; at least {min} required")));
             }
         }
     }
     if let Some(min) = &col.min {
         if v.partial_cmp(min) == Some(Ordering::Less) {
-            return Err(err(
-                Reason::OutOfRange,
-                format!("{} is below the minimum {}", v.to_text(), min.to_text()),
-            ));
+            return Err(err(Reason::OutOfRange, format!("{} is below the minimum {}", v.to_text(), min.to_text())));
         }
     }
     if let Some(max) = &col.max {
         if v.partial_cmp(max) == Some(Ordering::Greater) {
-            return Err(err(
-                Reason::OutOfRange,
-                format!("{} is above the maximum {}", v.to_text(), max.to_text()),
-            ));
+            return Err(err(Reason::OutOfRange, format!("{} is above the maximum {}", v.to_text(), max.to_text())));
         }
     }
     Ok(())
@@ -484,10 +428,7 @@ mod tests {
     #[test]
     fn integers_out_of_range_and_limits_are_reported() {
         let mut c = col(ColumnType::Integer);
-        assert_eq!(
-            parse_text(&c, "99999999999999999999").unwrap_err().code,
-            Reason::OutOfRange
-        );
+        assert_eq!(parse_text(&c, "99999999999999999999").unwrap_err().code, Reason::OutOfRange);
         c.min = Some(Value::Int(1));
         assert_eq!(parse_text(&c, "0").unwrap_err().code, Reason::OutOfRange);
         assert_eq!(parse_text(&c, " 5 ").unwrap(), Value::Int(5));

@@ -167,11 +167,8 @@ async fn validate(store: &Store, to: Stack, o: &SwitchOptions) -> Result<(), Str
     if live.is_empty() {
         return Err(format!("no live {to} instance (none sent a heartbeat in the last {:?})", o.instance_fresh));
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().map_err(|e| e.to_string())?;
     for i in &live {
         let url = format!("http://{}/ready", i.http_addr);
         match http.get(&url).send().await {
@@ -180,7 +177,8 @@ async fn validate(store: &Store, to: Stack, o: &SwitchOptions) -> Result<(), Str
             Err(e) => return Err(format!("{to} instance {} did not answer /ready: {e}", i.id)),
         }
         let grpc = async {
-            let mut c = ClusterServiceClient::connect(format!("http://{}", i.grpc_addr)).await.map_err(|e| e.to_string())?;
+            let mut c =
+                ClusterServiceClient::connect(format!("http://{}", i.grpc_addr)).await.map_err(|e| e.to_string())?;
             let r = c.status(ClusterRequest::default()).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(r.into_inner().status)
         };

@@ -124,15 +124,18 @@ impl GrpcServer {
         });
         // The builder's tcp_nodelay only applies to sockets tonic accepts itself: set it here, or
         // Nagle's algorithm meets delayed ACKs and every response waits ~40 ms.
-        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(self.listener), |s| {
-            s.inspect(|s| {
-                let _ = s.set_nodelay(true);
-            })
-        });
+        let incoming =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(self.listener), |s| {
+                s.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            });
         let result = tonic::transport::Server::builder()
             // The connector pings every 30 s even when idle: never answer with GOAWAY.
             .http2_keepalive_interval(None)
-            .add_service(QueryEngineServiceServer::new(QuerySvc(self.engine.clone())).max_decoding_message_size(64 << 20))
+            .add_service(
+                QueryEngineServiceServer::new(QuerySvc(self.engine.clone())).max_decoding_message_size(64 << 20),
+            )
             .add_service(ClusterServiceServer::new(ClusterSvc))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
@@ -142,4 +145,3 @@ impl GrpcServer {
         result.map_err(Into::into)
     }
 }
-

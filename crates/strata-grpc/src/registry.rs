@@ -12,7 +12,7 @@ use strata_store::query::{Canceller, ColumnDesc, QueryError, RunningQuery};
 
 pub enum QState {
     Prepared,
-    Running { q: RunningQuery, columns: Vec<ColumnDesc> },
+    Running { q: Box<RunningQuery>, columns: Vec<ColumnDesc> },
     Failed(QueryError),
 }
 
@@ -141,7 +141,8 @@ impl Registry {
             let ids: Vec<String> = map
                 .iter()
                 .filter(|(_, e)| {
-                    let limit = if e.executed.load(Ordering::Relaxed) { idle } else { idle.min(Duration::from_secs(60)) };
+                    let limit =
+                        if e.executed.load(Ordering::Relaxed) { idle } else { idle.min(Duration::from_secs(60)) };
                     now.duration_since(*e.last_used.lock().unwrap()) > limit
                 })
                 .map(|(k, _)| k.clone())

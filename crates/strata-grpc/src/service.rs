@@ -143,7 +143,12 @@ impl Engine {
         })
     }
 
-    async fn execute(&self, md: &MetadataMap, session: &str, query_id: &str) -> Result<ExecuteStatementResponse, Status> {
+    async fn execute(
+        &self,
+        md: &MetadataMap,
+        session: &str,
+        query_id: &str,
+    ) -> Result<ExecuteStatementResponse, Status> {
         let e = self.entry(session, query_id).await?;
         e.executed.store(true, Ordering::Relaxed);
         let mut st = e.state.lock().await;
@@ -165,7 +170,7 @@ impl Engine {
                     if q.total_rows().is_some() {
                         e.mark_finished();
                     }
-                    *st = QState::Running { q, columns };
+                    *st = QState::Running { q: Box::new(q), columns };
                 }
                 Err(err) => {
                     e.mark_finished();
@@ -238,17 +243,30 @@ impl Engine {
                 }
                 r
             }
-            let q = QueryRef { engine_ip: owner.stack.clone(), session_id: session.to_string(), query_id: query_id.to_string() };
+            let q = QueryRef {
+                engine_ip: owner.stack.clone(),
+                session_id: session.to_string(),
+                query_id: query_id.to_string(),
+            };
             if cancel {
                 c.cancel_query(mk(q, &owner.stack)).await.ok()
             } else {
-                let q = ClearOrCancelQueryRequest { engine_ip: q.engine_ip, session_id: q.session_id, query_id: q.query_id, is_done: None };
+                let q = ClearOrCancelQueryRequest {
+                    engine_ip: q.engine_ip,
+                    session_id: q.session_id,
+                    query_id: q.query_id,
+                    is_done: None,
+                };
                 c.clear_or_cancel_query(mk(q, &owner.stack)).await.ok()
             }
         };
         match tokio::time::timeout(Duration::from_secs(3), call).await {
-            Ok(Some(_)) => tracing::info!(query = %query_id, owner = %owner.id, cancel, "passed to the owning instance"),
-            _ => tracing::warn!(query = %query_id, owner = %owner.id, "could not reach the instance that owns the query"),
+            Ok(Some(_)) => {
+                tracing::info!(query = %query_id, owner = %owner.id, cancel, "passed to the owning instance")
+            }
+            _ => {
+                tracing::warn!(query = %query_id, owner = %owner.id, "could not reach the instance that owns the query")
+            }
         }
     }
 }
@@ -304,7 +322,9 @@ impl QueryEngineService for QuerySvc {
         let req = r.into_inner();
         // Bad credentials: OK with an empty session id, which both connector versions turn into
         // "Invalid credentials." (an error status would be swallowed by 2.3.15).
-        let denied = || Ok(Response::new(AuthenticateResponse { session_id: String::new(), new_strategy: None, engine_ip: None }));
+        let denied = || {
+            Ok(Response::new(AuthenticateResponse { session_id: String::new(), new_strategy: None, engine_ip: None }))
+        };
         let Ok(user) = req.user.parse::<TenantId>() else { return denied() };
         if !looks_like_api_key(&req.password) {
             return denied();
@@ -317,7 +337,11 @@ impl QueryEngineService for QuerySvc {
             }
             Err(err) => return Err(Status::unavailable(format!("storage is unavailable: {err}"))),
         }
-        let token = e.store.create_session(&user, SESSION_TTL_SECS).await.map_err(|err| Status::unavailable(err.to_string()))?;
+        let token = e
+            .store
+            .create_session(&user, SESSION_TTL_SECS)
+            .await
+            .map_err(|err| Status::unavailable(err.to_string()))?;
         Ok(Response::new(AuthenticateResponse {
             session_id: token.expose().to_string(),
             new_strategy,
@@ -325,7 +349,10 @@ impl QueryEngineService for QuerySvc {
         }))
     }
 
-    async fn prepare_statement(&self, r: Request<PrepareStatementRequest>) -> Result<Response<PrepareStatementResponse>, Status> {
+    async fn prepare_statement(
+        &self,
+        r: Request<PrepareStatementRequest>,
+    ) -> Result<Response<PrepareStatementResponse>, Status> {
         let (md, _, req) = r.into_parts();
         Ok(Response::new(self.0.prepare(&md, &req.session_id, &req.query_string).await?))
     }
@@ -342,7 +369,10 @@ impl QueryEngineService for QuerySvc {
         Ok(Response::new(self.0.prepare(&md, &req.session_id, &req.query_string).await?))
     }
 
-    async fn execute_statement(&self, r: Request<ExecuteStatementRequest>) -> Result<Response<ExecuteStatementResponse>, Status> {
+    async fn execute_statement(
+        &self,
+        r: Request<ExecuteStatementRequest>,
+    ) -> Result<Response<ExecuteStatementResponse>, Status> {
         let (md, _, req) = r.into_parts();
         Ok(Response::new(self.0.execute(&md, &req.session_id, &req.query_id).await?))
     }
@@ -353,7 +383,9 @@ impl QueryEngineService for QuerySvc {
     ) -> Result<Response<ExecuteStatementResponse>, Status> {
         let (md, _, req) = r.into_parts();
         if !req.params.is_empty() {
-            return Err(Status::invalid_argument("server-side parameters are not supported; the connector substitutes them"));
+            return Err(Status::invalid_argument(
+                "server-side parameters are not supported; the connector substitutes them",
+            ));
         }
         Ok(Response::new(self.0.execute(&md, &req.session_id, &req.query_id).await?))
     }
@@ -363,7 +395,9 @@ impl QueryEngineService for QuerySvc {
         let e = self.0.entry(&req.session_id, &req.query_id).await?;
         let st = e.state.lock().await;
         let blob = match &*st {
-            QState::Prepared => return Err(Status::failed_precondition("execute the query before reading its metadata")),
+            QState::Prepared => {
+                return Err(Status::failed_precondition("execute the query before reading its metadata"))
+            }
             QState::Failed(err) => return Err(query_status(err.clone())),
             QState::Running { q, columns } => {
                 let rows = q.total_rows().map_or(-1, |n| n as i64);
@@ -381,7 +415,10 @@ impl QueryEngineService for QuerySvc {
         }))
     }
 
-    async fn get_next_result_batch(&self, r: Request<QueryRef>) -> Result<Response<GetNextResultBatchResponse>, Status> {
+    async fn get_next_result_batch(
+        &self,
+        r: Request<QueryRef>,
+    ) -> Result<Response<GetNextResultBatchResponse>, Status> {
         let (md, _, req) = r.into_parts();
         let e = self.0.entry(&req.session_id, &req.query_id).await?;
         let chunk = self.0.next_chunk(&e).await?;
@@ -419,7 +456,10 @@ impl QueryEngineService for QuerySvc {
         }))
     }
 
-    async fn clear_or_cancel_query(&self, r: Request<ClearOrCancelQueryRequest>) -> Result<Response<ClearResponse>, Status> {
+    async fn clear_or_cancel_query(
+        &self,
+        r: Request<ClearOrCancelQueryRequest>,
+    ) -> Result<Response<ClearResponse>, Status> {
         let (md, _, req) = r.into_parts();
         clear(&self.0, &md, &req.session_id, &req.query_id).await
     }
@@ -452,7 +492,11 @@ impl QueryEngineService for QuerySvc {
         let (md, _, req) = r.into_parts();
         let e = self.0.entry(&req.session_id, &req.query_id).await?;
         let plan = self.0.store.explain_query(&e.tenant, &e.sql).await.map_err(query_status)?;
-        Ok(Response::new(ExplainResponse { explain: plan, session_id: req.session_id, new_strategy: self.0.announce(&md) }))
+        Ok(Response::new(ExplainResponse {
+            explain: plan,
+            session_id: req.session_id,
+            new_strategy: self.0.announce(&md),
+        }))
     }
 
     async fn explain_analyze(&self, r: Request<QueryRef>) -> Result<Response<ExplainAnalyzeResponse>, Status> {
@@ -485,7 +529,10 @@ impl QueryEngineService for QuerySvc {
         }))
     }
 
-    async fn get_schema_names_v2(&self, r: Request<GetSchemaNamesV2Request>) -> Result<Response<GetSchemaNamesResponse>, Status> {
+    async fn get_schema_names_v2(
+        &self,
+        r: Request<GetSchemaNamesV2Request>,
+    ) -> Result<Response<GetSchemaNamesResponse>, Status> {
         let (md, _, req) = r.into_parts();
         self.0.admit_new_work(&md)?;
         let tenant = self.0.tenant(&req.session_id).await?;
@@ -496,7 +543,11 @@ impl QueryEngineService for QuerySvc {
         };
         schemas.sort();
         schemas.dedup();
-        Ok(Response::new(GetSchemaNamesResponse { schemas, session_id: req.session_id, new_strategy: self.0.announce(&md) }))
+        Ok(Response::new(GetSchemaNamesResponse {
+            schemas,
+            session_id: req.session_id,
+            new_strategy: self.0.announce(&md),
+        }))
     }
 
     async fn get_tables_v2(&self, r: Request<GetTablesV2Request>) -> Result<Response<GetTablesResponse>, Status> {
@@ -541,7 +592,11 @@ impl QueryEngineService for QuerySvc {
             .iter()
             .map(|c| GFieldInfo { field_name: c.name.clone(), field_type: c.kind.type_name().to_string() })
             .collect();
-        Ok(Response::new(GetColumnsResponse { field_info, session_id: req.session_id, new_strategy: self.0.announce(&md) }))
+        Ok(Response::new(GetColumnsResponse {
+            field_info,
+            session_id: req.session_id,
+            new_strategy: self.0.announce(&md),
+        }))
     }
 
     async fn get_cataloges(&self, r: Request<GetCatalogesRequest>) -> Result<Response<GetCatalogesResponse>, Status> {

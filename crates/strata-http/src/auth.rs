@@ -41,10 +41,7 @@ impl FromRequestParts<AppState> for AuthTenant {
 }
 
 fn bad_scheme() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidAuthorization,
-        "the Authorization header must be: Bearer <key>",
-    )
+    ApiError::new(ErrorCode::InvalidAuthorization, "the Authorization header must be: Bearer <key>")
 }
 
 fn unknown_key() -> ApiError {

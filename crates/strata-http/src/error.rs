@@ -15,11 +15,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            details: json!({}),
-        }
+        Self { code, message: message.into(), details: json!({}) }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -53,8 +49,7 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -83,8 +78,9 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %log_chain(&e), "database unavailable");
                 ApiError::new(code, "the database is unavailable; try again shortly")
             }
-            StoreError::InvalidDataset(d) => ApiError::new(code, e.to_string())
-                .with_details(json!({ "problems": d.problems })),
+            StoreError::InvalidDataset(d) => {
+                ApiError::new(code, e.to_string()).with_details(json!({ "problems": d.problems }))
+            }
             _ => ApiError::new(code, e.to_string()),
         }
     }

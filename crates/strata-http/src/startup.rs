@@ -58,7 +58,8 @@ impl Application {
                 strata_store::events::NatsBus::connect(url, stream).await.map_err(std::io::Error::other)?,
             ),
         };
-        let orders = strata_store::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
+        let orders =
+            strata_store::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
         let state = AppState {
             store,
             metrics: crate::telemetry::prometheus(),
@@ -81,9 +82,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.bus.clone(), self.wake.clone());
         let app = crate::routes::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         relay.abort();
         served
     }

@@ -29,6 +29,9 @@ use strata_domain::tenant::TenantId;
 use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
+/// The backup file being written: (table index, writer, temporary path, when it started).
+type OpenFile = (usize, avro::Writer<HashingWriter<BufWriter<File>>>, PathBuf, std::time::Instant);
+
 use crate::ingest::{Candidate, Chunk, CHUNK_ROWS};
 use crate::{Result, StoreError};
 
@@ -199,7 +202,7 @@ impl BackupDir {
         let mut written: Vec<(PathBuf, Manifest)> = Vec::new();
         let mut tmp_files: Vec<PathBuf> = Vec::new();
         let result = (|| -> Result<()> {
-            let mut current: Option<(usize, avro::Writer<HashingWriter<BufWriter<File>>>, PathBuf, std::time::Instant)> = None;
+            let mut current: Option<OpenFile> = None;
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     ExportMsg::Begin(i) => {
@@ -210,19 +213,25 @@ impl BackupDir {
                         let tmp = dir.join(format!("{id}.avro.tmp"));
                         tmp_files.push(tmp.clone());
                         let file = File::create(&tmp).map_err(io_err)?;
-                        let hw = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
+                        let hw = HashingWriter {
+                            inner: BufWriter::with_capacity(1 << 20, file),
+                            hash: Sha256::new(),
+                            bytes: 0,
+                        };
                         let w = avro::Writer::new(hw, table, codec).map_err(io_err)?;
                         current = Some((i, w, tmp, std::time::Instant::now()));
                     }
                     ExportMsg::Rows(rows) => {
-                        let (_, w, _, _) = current.as_mut().ok_or_else(|| StoreError::Backup("rows before a table".into()))?;
+                        let (_, w, _, _) =
+                            current.as_mut().ok_or_else(|| StoreError::Backup("rows before a table".into()))?;
                         for r in &rows {
                             w.write_row(r).map_err(io_err)?;
                         }
                         progress.fetch_add(rows.len() as u64, Ordering::Relaxed);
                     }
                     ExportMsg::End => {
-                        let (i, w, tmp, t0) = current.take().ok_or_else(|| StoreError::Backup("end before a table".into()))?;
+                        let (i, w, tmp, t0) =
+                            current.take().ok_or_else(|| StoreError::Backup("end before a table".into()))?;
                         let rows = w.rows();
                         let hw = w.finish().map_err(io_err)?;
                         let HashingWriter { inner, hash, bytes } = hw;
@@ -323,7 +332,8 @@ pub(crate) fn spawn_avro_reader(
             let send_err = |tx: &mpsc::Sender<Chunk>, e: String| {
                 let _ = tx.blocking_send(Err(e));
             };
-            let hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, input), hash: Sha256::new(), progress };
+            let hashing =
+                HashingReader { inner: BufReader::with_capacity(1 << 20, input), hash: Sha256::new(), progress };
             let mut reader = match Reader::open(hashing) {
                 Ok(r) => r,
                 Err(e) => return send_err(&tx, e.to_string()),
@@ -358,7 +368,10 @@ pub(crate) fn spawn_avro_reader(
                 let _ = inner.read_to_end(&mut rest);
                 let got: String = inner.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 if got != expected {
-                    return send_err(&tx, format!("checksum mismatch: the file's SHA-256 is {got}, the manifest says {expected}"));
+                    return send_err(
+                        &tx,
+                        format!("checksum mismatch: the file's SHA-256 is {got}, the manifest says {expected}"),
+                    );
                 }
             }
             if !chunk.is_empty() {
@@ -398,7 +411,8 @@ pub fn parents_first(tables: &[Table]) -> Vec<Table> {
 pub(crate) fn record_backup_metrics(m: &Manifest) {
     metrics::counter!("strata_backup_rows_total", "table" => m.table.clone()).increment(m.rows);
     metrics::counter!("strata_backup_bytes_total", "table" => m.table.clone()).increment(m.bytes);
-    metrics::histogram!("strata_backup_duration_seconds", "table" => m.table.clone()).record(m.duration_ms as f64 / 1000.0);
+    metrics::histogram!("strata_backup_duration_seconds", "table" => m.table.clone())
+        .record(m.duration_ms as f64 / 1000.0);
 }
 
 pub(crate) fn record_restore_metrics(r: &RestoreReport) {

@@ -181,8 +181,11 @@ impl Store {
 
     /// Withdraws an announcement that did not complete.
     pub async fn deploy_abort(&self, switch_id: &str) -> Result<bool> {
-        self.deploy_cas("SET target = NULL, switch_id = NULL, changed_at_ms = ?2 WHERE id = 1 AND switch_id = ?1", &[switch_id])
-            .await
+        self.deploy_cas(
+            "SET target = NULL, switch_id = NULL, changed_at_ms = ?2 WHERE id = 1 AND switch_id = ?1",
+            &[switch_id],
+        )
+        .await
     }
 
     /// One compare-and-set on the state row: `UPDATE deploy_state <set_where>`, with `texts`

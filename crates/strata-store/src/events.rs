@@ -29,6 +29,7 @@ const BATCH: usize = 500;
 
 /// Where events go.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // one per process, cloned rarely
 pub enum Bus {
     Embedded,
     Nats(NatsBus),
@@ -90,7 +91,11 @@ impl NatsBus {
 }
 
 /// Applies events to the read model and reports how far behind it is.
-pub async fn project(store: &Store, tenant: &strata_domain::tenant::TenantId, events: Vec<OrderEvent>) -> crate::Result<()> {
+pub async fn project(
+    store: &Store,
+    tenant: &strata_domain::tenant::TenantId,
+    events: Vec<OrderEvent>,
+) -> crate::Result<()> {
     if events.is_empty() {
         return Ok(());
     }

@@ -116,10 +116,7 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub fn new(sample_limit: usize) -> Self {
-        Self {
-            sample_limit,
-            ..Default::default()
-        }
+        Self { sample_limit, ..Default::default() }
     }
 
     /// Records an outcome; returns the log entry for a rejection.
@@ -138,11 +135,7 @@ impl Tally {
                 self.rejected += 1;
                 let json = serde_json::to_string(&errors).unwrap_or_else(|_| "[]".into());
                 if self.sample.len() < self.sample_limit {
-                    self.sample.push(RowErrors {
-                        row: c.index,
-                        line: c.line,
-                        errors,
-                    });
+                    self.sample.push(RowErrors { row: c.index, line: c.line, errors });
                 }
                 Some(RejectionRow {
                     line: c.line.map(|l| l as i64),
@@ -184,11 +177,7 @@ pub(crate) fn unknown_fk(table: &Table, col: usize, value: &Value) -> FieldError
     FieldError {
         column: Some(c.name.clone()),
         code: Reason::UnknownForeignKey,
-        reason: format!(
-            "{} {} does not exist in table {parent}",
-            c.name,
-            value.to_text()
-        ),
+        reason: format!("{} {} does not exist in table {parent}", c.name, value.to_text()),
     }
 }
 
@@ -197,11 +186,7 @@ pub(crate) fn duplicate_key(table: &Table, key: &Value) -> FieldError {
     FieldError {
         column: Some(c.name.clone()),
         code: Reason::DuplicateKey,
-        reason: format!(
-            "{} {} already exists with different values",
-            c.name,
-            key.to_text()
-        ),
+        reason: format!("{} {} already exists with different values", c.name, key.to_text()),
     }
 }
 
@@ -215,11 +200,7 @@ pub(crate) fn record_metrics(table: &str, accepted: u64, rejected: u64) {
 }
 
 /// Turns one raw CSV record into a candidate.
-pub fn candidate_from_record(
-    table: &Table,
-    index: usize,
-    rec: &strata_domain::csv::RawRecord,
-) -> Candidate {
+pub fn candidate_from_record(table: &Table, index: usize, rec: &strata_domain::csv::RawRecord) -> Candidate {
     let result = if rec.oversized {
         Err(vec![FieldError {
             column: None,
@@ -234,23 +215,14 @@ pub fn candidate_from_record(
             Ok(fields) => strata_domain::validate::validate_owned(table, fields),
             Err(msg) => Err(vec![FieldError {
                 column: None,
-                code: if msg.contains("UTF-8") {
-                    Reason::InvalidEncoding
-                } else {
-                    Reason::MalformedRecord
-                },
+                code: if msg.contains("UTF-8") { Reason::InvalidEncoding } else { Reason::MalformedRecord },
                 reason: msg,
             }]),
         }
     };
     // Only rejected rows are quoted in the log: skip the copy for the others.
     let raw = if result.is_err() { rec.raw_text() } else { String::new() };
-    Candidate {
-        line: Some(rec.line),
-        index,
-        raw,
-        result,
-    }
+    Candidate { line: Some(rec.line), index, raw, result }
 }
 
 /// Reads CSV on a thread of its own and hands type-checked chunks to the writer, so parsing

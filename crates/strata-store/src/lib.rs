@@ -23,12 +23,12 @@
 pub mod backup;
 pub mod cursor;
 pub mod deploy;
-pub mod ingest;
 pub mod events;
+pub mod ingest;
 pub mod orders;
-pub mod rates;
 pub mod postgres;
 pub mod query;
+pub mod rates;
 mod reports;
 pub mod sqlite;
 
@@ -315,8 +315,9 @@ impl Store {
                 backup::RestoreSource::Backup(id) => {
                     let m = self.backups.manifest(tenant, &table.name, &id)?;
                     let path = self.backups.file_path(tenant, &table.name, &m.id)?;
-                    let f = std::fs::File::open(&path)
-                        .map_err(|e| StoreError::InvalidBackup(format!("backup file {} cannot be opened: {e}", m.id)))?;
+                    let f = std::fs::File::open(&path).map_err(|e| {
+                        StoreError::InvalidBackup(format!("backup file {} cannot be opened: {e}", m.id))
+                    })?;
                     (Box::new(f), Some(m.sha256.clone()), m.id)
                 }
                 backup::RestoreSource::File { reader, name } => (reader, None, name),
@@ -494,9 +495,9 @@ impl Store {
         let tables = self.tables(tenant).await?;
         for name in ["employees", "departments", "jobs"] {
             if !tables.iter().any(|t| t.name == name && t.dataset == "hr") {
-                return Err(StoreError::ReportUnavailable(format!(
-                    "reports need the hr dataset (tables departments, jobs, employees); install it with PUT /v1/datasets/hr or strata tenant create --dataset hr"
-                )));
+                return Err(StoreError::ReportUnavailable(
+                    "reports need the hr dataset (tables departments, jobs, employees); install it with PUT /v1/datasets/hr or strata tenant create --dataset hr".into(),
+                ));
             }
         }
         Ok(())
@@ -522,7 +523,11 @@ impl Store {
     }
 
     /// Opens a dashboard session for a tenant; returns the token for the cookie (stored hashed).
-    pub async fn create_session(&self, tenant: &TenantId, ttl_secs: i64) -> Result<strata_domain::secret::Secret<String>> {
+    pub async fn create_session(
+        &self,
+        tenant: &TenantId,
+        ttl_secs: i64,
+    ) -> Result<strata_domain::secret::Secret<String>> {
         let token = NewApiKey::generate().plaintext;
         let hash = KeyHash::of(token.expose());
         dispatch!(self, b => b.create_session(tenant, hash.as_str(), ttl_secs).await)?;
@@ -547,7 +552,13 @@ impl Store {
         dispatch!(self, b => b.order_idempotency(t, key).await)
     }
 
-    pub async fn create_order(&self, t: &TenantId, key: &str, fingerprint: &str, order: strata_domain::order::Order) -> Result<orders::CreateOutcome> {
+    pub async fn create_order(
+        &self,
+        t: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        order: strata_domain::order::Order,
+    ) -> Result<orders::CreateOutcome> {
         dispatch!(self, b => b.create_order(t, key, fingerprint, order).await)
     }
 
@@ -556,7 +567,12 @@ impl Store {
     }
 
     /// Newest first from the read model, strictly older than `before`.
-    pub async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<strata_domain::order::Order>> {
+    pub async fn list_orders(
+        &self,
+        t: &TenantId,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<strata_domain::order::Order>> {
         dispatch!(self, b => b.list_orders(t, before, limit).await)
     }
 
@@ -595,9 +611,7 @@ pub fn compile_datasets(datasets: &[StoredDataset]) -> Result<Vec<Table>> {
     let mut all: Vec<Table> = Vec::new();
     for d in datasets {
         let known = all.clone();
-        let tables = d
-            .definition
-            .check(&|name| known.iter().find(|t| t.name == name).cloned())?;
+        let tables = d.definition.check(&|name| known.iter().find(|t| t.name == name).cloned())?;
         all.extend(tables);
     }
     Ok(all)
@@ -616,10 +630,7 @@ pub(crate) enum Plan {
 pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result<Plan> {
     // Compile everything in place (later datasets may reference this one), then judge the new
     // definition against the other datasets' tables.
-    let other_tables: Vec<Table> = compile_datasets(existing)?
-        .into_iter()
-        .filter(|t| t.dataset != def.name)
-        .collect();
+    let other_tables: Vec<Table> = compile_datasets(existing)?.into_iter().filter(|t| t.dataset != def.name).collect();
     let compiled = def.check(&|name| other_tables.iter().find(|t| t.name == name).cloned())?;
     for t in &compiled {
         if let Some(o) = other_tables.iter().find(|o| o.name == t.name) {
@@ -652,10 +663,8 @@ pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result
             Some(_) => {}
         }
     }
-    let create = compiled
-        .into_iter()
-        .filter(|t| !previous.definition.tables.iter().any(|o| o.name == t.name))
-        .collect();
+    let create =
+        compiled.into_iter().filter(|t| !previous.definition.tables.iter().any(|o| o.name == t.name)).collect();
     Ok(Plan::Apply { create, version: previous.version + 1 })
 }
 

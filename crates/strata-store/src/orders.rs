@@ -13,10 +13,18 @@ use strata_domain::order::{Currency, FiatAmount, Order, Rate};
 /// How a create ended, with the exact body to return (and to replay).
 #[derive(Debug, Clone)]
 pub enum CreateOutcome {
-    Created { order: Order, body: String },
-    CapExceeded { body: String },
+    Created {
+        order: Order,
+        body: String,
+    },
+    CapExceeded {
+        body: String,
+    },
     /// The key was used before: the original status and body.
-    Replayed { status: u16, body: String },
+    Replayed {
+        status: u16,
+        body: String,
+    },
 }
 
 /// The event the write model emits for every new order.
@@ -66,7 +74,14 @@ pub fn decode_cursor(s: &str) -> Option<(i64, String)> {
     Some((v.get("t")?.as_i64()?, id.to_string()))
 }
 
-pub(crate) fn row_to_order(id: String, created_at: i64, currency: &str, minor: i64, rate: &str, sats: i64) -> Option<Order> {
+pub(crate) fn row_to_order(
+    id: String,
+    created_at: i64,
+    currency: &str,
+    minor: i64,
+    rate: &str,
+    sats: i64,
+) -> Option<Order> {
     Some(Order {
         id,
         created_at,
@@ -190,10 +205,8 @@ impl OrderService {
     ) -> Result<CreateOutcome, OrderError> {
         use sha2::Digest;
         // The request's meaning, not its bytes: "100" and "100.00" USD are the same order.
-        let fingerprint = format!(
-            "{:x}",
-            sha2::Sha256::digest(format!("{}|{}", amount.currency.code(), amount.minor).as_bytes())
-        );
+        let fingerprint =
+            format!("{:x}", sha2::Sha256::digest(format!("{}|{}", amount.currency.code(), amount.minor).as_bytes()));
         tracing::info!(tenant = %tenant, idempotency_key = %key, currency = %amount.currency,
             amount = %amount.to_decimal_string(), event = "order.received", "order received");
         // A replay is answered from the stored response: no price lookup, no cap check.

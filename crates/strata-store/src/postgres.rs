@@ -18,21 +18,21 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
-use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::report::{DepartmentHires, QuarterRow, Year};
+use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::value::Value;
 
 use crate::backup::ExportMsg;
+use crate::ingest::{
+    dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
+    Chunk, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
+};
 use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
-use strata_domain::order::Order;
-use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
-    duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
-    RowOutcome, Tally, REPORT_SAMPLE,
-};
 use crate::{
-    ident, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result,
-    StoreError, StoredDataset, TenantInfo,
+    ident, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result, StoreError, StoredDataset,
+    TenantInfo,
 };
+use strata_domain::order::Order;
 
 /// Serialises schema migrations between processes starting at the same time.
 const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
@@ -151,16 +151,9 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Unavailable(anyhow::anyhow!("invalid database URL: {e}"))
-        })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("invalid database URL: {e}")))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
             .runtime(Runtime::Tokio1)
@@ -171,8 +164,7 @@ impl PgStore {
         let store = Self { pool };
         let mut client = store.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         tx.batch_execute(CONTROL_SCHEMA).await?;
         tx.commit().await?;
         Ok(store)
@@ -192,10 +184,7 @@ impl PgStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let inserted = tx
-            .execute(
-                "INSERT INTO strata_control.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&id.as_str()],
-            )
+            .execute("INSERT INTO strata_control.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id.as_str()])
             .await?;
         if inserted == 0 {
             return Err(StoreError::TenantExists(id.to_string()));
@@ -241,29 +230,15 @@ impl PgStore {
     pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(
-                "SELECT EXISTS(SELECT 1 FROM strata_control.tenants WHERE id = $1)",
-                &[&id.as_str()],
-            )
+            .query_one("SELECT EXISTS(SELECT 1 FROM strata_control.tenants WHERE id = $1)", &[&id.as_str()])
             .await?;
         Ok(row.get(0))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT id, created_at FROM strata_control.tenants ORDER BY id",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TenantInfo {
-                id: r.get(0),
-                created_at: rfc3339(r.get(1)),
-            })
-            .collect())
+        let rows = client.query("SELECT id, created_at FROM strata_control.tenants ORDER BY id", &[]).await?;
+        Ok(rows.iter().map(|r| TenantInfo { id: r.get(0), created_at: rfc3339(r.get(1)) }).collect())
     }
 
     pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
@@ -278,26 +253,17 @@ impl PgStore {
         // Reading first maps a missing schema to "tenant not found"; the lock then keeps
         // concurrent applies (from any process) in line, and the re-read sees their result.
         read_datasets(&tx, tenant).await?;
-        tx.batch_execute(&format!(
-            "LOCK TABLE {schema}._strata_datasets IN EXCLUSIVE MODE"
-        ))
-        .await?;
+        tx.batch_execute(&format!("LOCK TABLE {schema}._strata_datasets IN EXCLUSIVE MODE")).await?;
         let existing = read_datasets(&tx, tenant).await?;
         match plan_apply(&existing, def)? {
-            Plan::Unchanged { version } => Ok(ApplyReport {
-                dataset: def.name.clone(),
-                version,
-                created_tables: vec![],
-                changed: false,
-            }),
+            Plan::Unchanged { version } => {
+                Ok(ApplyReport { dataset: def.name.clone(), version, created_tables: vec![], changed: false })
+            }
             Plan::Apply { create, version } => {
                 for t in &create {
                     tx.batch_execute(&create_table_sql(&schema, t)).await?;
                 }
-                let seq = existing
-                    .iter()
-                    .position(|d| d.name == def.name)
-                    .unwrap_or(existing.len()) as i32;
+                let seq = existing.iter().position(|d| d.name == def.name).unwrap_or(existing.len()) as i32;
                 tx.execute(
                     &format!(
                         "INSERT INTO {schema}._strata_datasets (name, seq, version, definition)
@@ -377,9 +343,7 @@ impl PgStore {
             if claimed == 0 {
                 let row = tx
                     .query_one(
-                        &format!(
-                            "SELECT fingerprint, response FROM {schema}._strata_idempotency WHERE key = $1"
-                        ),
+                        &format!("SELECT fingerprint, response FROM {schema}._strata_idempotency WHERE key = $1"),
                         &[&idem.key],
                     )
                     .await?;
@@ -390,9 +354,7 @@ impl PgStore {
                 }
                 return match response {
                     Some(r) => Ok(BatchOutcome::Replayed(r)),
-                    None => Err(StoreError::Database(anyhow::anyhow!(
-                        "idempotency record without a response"
-                    ))),
+                    None => Err(StoreError::Database(anyhow::anyhow!("idempotency record without a response"))),
                 };
             }
         }
@@ -457,11 +419,7 @@ impl PgStore {
                     )
                     .await?
             }
-            None => {
-                client
-                    .query(&format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT $1"), &[&limit])
-                    .await?
-            }
+            None => client.query(&format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT $1"), &[&limit]).await?,
         };
         rows.iter().map(|r| read_row(r, table)).collect()
     }
@@ -627,10 +585,7 @@ impl PgStore {
             .start()
             .await?;
         let rows = tx.query(&crate::reports::department_hires_pg(&schema), &[&b[0], &b[4]]).await?;
-        let n: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {schema}.\"departments\""), &[])
-            .await?
-            .get(0);
+        let n: i64 = tx.query_one(&format!("SELECT count(*) FROM {schema}.\"departments\""), &[]).await?.get(0);
         tx.commit().await?;
         Ok((
             rows.iter()
@@ -709,7 +664,12 @@ impl PgStore {
             .await?;
         if claimed == 0 {
             let r = tx
-                .query_one(&format!("SELECT fingerprint, status, response FROM {schema}._strata_order_idempotency WHERE key = $1"), &[&key])
+                .query_one(
+                    &format!(
+                        "SELECT fingerprint, status, response FROM {schema}._strata_order_idempotency WHERE key = $1"
+                    ),
+                    &[&key],
+                )
                 .await?;
             let (f, status, body): (String, Option<i32>, Option<String>) = (r.get(0), r.get(1), r.get(2));
             if f != fp {
@@ -731,13 +691,28 @@ impl PgStore {
         )
         .await?;
         let event = OrderEvent {
-            event_id: uuid::Uuid::now_v7().to_string(), tenant: t.to_string(), seq: 0, order_id: order.id.clone(), created_at: order.created_at,
-            currency: order.amount.currency.code().into(), amount_minor: order.amount.minor, exchange_rate: order.rate.to_string(),
-            btc_sats: order.sats, idempotency_key: key.to_string(),
+            event_id: uuid::Uuid::now_v7().to_string(),
+            tenant: t.to_string(),
+            seq: 0,
+            order_id: order.id.clone(),
+            created_at: order.created_at,
+            currency: order.amount.currency.code().into(),
+            amount_minor: order.amount.minor,
+            exchange_rate: order.rate.to_string(),
+            btc_sats: order.sats,
+            idempotency_key: key.to_string(),
         };
-        tx.execute(&format!("INSERT INTO {schema}._strata_outbox (event) VALUES ($1)"), &[&serde_json::to_string(&event).unwrap()]).await?;
+        tx.execute(
+            &format!("INSERT INTO {schema}._strata_outbox (event) VALUES ($1)"),
+            &[&serde_json::to_string(&event).unwrap()],
+        )
+        .await?;
         let body = order.to_json().to_string();
-        tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 201, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+        tx.execute(
+            &format!("UPDATE {schema}._strata_order_idempotency SET status = 201, response = $2 WHERE key = $1"),
+            &[&key, &body],
+        )
+        .await?;
         let raised = tx
             .query_opt(
                 &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats + $1 <= cap_sats RETURNING total_sats"),
@@ -746,10 +721,16 @@ impl PgStore {
             .await?;
         if raised.is_none() {
             tx.batch_execute("ROLLBACK TO SAVEPOINT before_book").await?;
-            let r = tx.query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[]).await?;
+            let r = tx
+                .query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[])
+                .await?;
             let (total, cap): (i64, i64) = (r.get(0), r.get(1));
             let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
-            tx.execute(&format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"), &[&key, &body]).await?;
+            tx.execute(
+                &format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"),
+                &[&key, &body],
+            )
+            .await?;
             tx.commit().await?;
             return Ok(CreateOutcome::CapExceeded { body });
         }
@@ -766,7 +747,12 @@ impl PgStore {
         Ok(row.as_ref().and_then(pg_order))
     }
 
-    pub(crate) async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Order>> {
+    pub(crate) async fn list_orders(
+        &self,
+        t: &TenantId,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<Order>> {
         let schema = schema_of(t);
         let c = self.pool.get().await?;
         let limit = limit as i64;
@@ -793,7 +779,13 @@ impl PgStore {
     pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
         let c = self.pool.get().await?;
         let rows = c
-            .query(&format!("SELECT seq, event FROM {}._strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1", schema_of(t)), &[&(limit as i64)])
+            .query(
+                &format!(
+                    "SELECT seq, event FROM {}._strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                    schema_of(t)
+                ),
+                &[&(limit as i64)],
+            )
             .await?;
         Ok(rows
             .iter()
@@ -807,7 +799,11 @@ impl PgStore {
 
     pub(crate) async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
         let c = self.pool.get().await?;
-        c.execute(&format!("UPDATE {}._strata_outbox SET published_at = now() WHERE seq = ANY($1)", schema_of(t)), &[&seqs]).await?;
+        c.execute(
+            &format!("UPDATE {}._strata_outbox SET published_at = now() WHERE seq = ANY($1)", schema_of(t)),
+            &[&seqs],
+        )
+        .await?;
         Ok(())
     }
 
@@ -853,14 +849,25 @@ impl PgStore {
 
     pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
         let c = self.pool.get().await?;
-        let r = c.query_one(&format!("SELECT total_sats, cap_sats FROM {}._strata_order_book WHERE id = 1", schema_of(t)), &[]).await?;
+        let r = c
+            .query_one(
+                &format!("SELECT total_sats, cap_sats FROM {}._strata_order_book WHERE id = 1", schema_of(t)),
+                &[],
+            )
+            .await?;
         Ok((r.get(0), r.get(1)))
     }
 
     pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
         let c = self.pool.get().await?;
         let n = c
-            .execute(&format!("UPDATE {}._strata_order_book SET cap_sats = $1 WHERE id = 1 AND total_sats <= $1", schema_of(t)), &[&cap])
+            .execute(
+                &format!(
+                    "UPDATE {}._strata_order_book SET cap_sats = $1 WHERE id = 1 AND total_sats <= $1",
+                    schema_of(t)
+                ),
+                &[&cap],
+            )
             .await?;
         if n == 0 {
             return Err(StoreError::CapBelowTotal);
@@ -873,9 +880,7 @@ async fn read_datasets<C: GenericClient>(c: &C, tenant: &TenantId) -> Result<Vec
     let schema = schema_of(tenant);
     let rows = c
         .query(
-            &format!(
-                "SELECT name, version, applied_at, definition FROM {schema}._strata_datasets ORDER BY seq, name"
-            ),
+            &format!("SELECT name, version, applied_at, definition FROM {schema}._strata_datasets ORDER BY seq, name"),
             &[],
         )
         .await
@@ -892,15 +897,9 @@ async fn read_datasets<C: GenericClient>(c: &C, tenant: &TenantId) -> Result<Vec
     rows.iter()
         .map(|r| {
             let name: String = r.get(0);
-            let definition: DatasetDef = serde_json::from_str(r.get::<_, &str>(3)).map_err(|e| {
-                StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}"))
-            })?;
-            Ok(StoredDataset {
-                name,
-                version: r.get(1),
-                applied_at: rfc3339(r.get(2)),
-                definition,
-            })
+            let definition: DatasetDef = serde_json::from_str(r.get::<_, &str>(3))
+                .map_err(|e| StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}")))?;
+            Ok(StoredDataset { name, version: r.get(1), applied_at: rfc3339(r.get(2)), definition })
         })
         .collect()
 }
@@ -962,11 +961,7 @@ pub(crate) fn create_table_sql(schema: &str, t: &Table) -> String {
 }
 
 fn column_list(t: &Table) -> String {
-    t.columns
-        .iter()
-        .map(|c| ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -988,24 +983,52 @@ fn scalar_param(v: &Value) -> Param {
 fn column_array<'a>(c: &Column, values: impl Iterator<Item = &'a Value>) -> Param {
     match c.ty {
         ColumnType::Integer => Box::new(
-            values.map(|v| match v { Value::Int(i) => Some(*i), _ => None }).collect::<Vec<_>>(),
+            values
+                .map(|v| match v {
+                    Value::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
         ),
         ColumnType::String => Box::new(
-            values.map(|v| match v { Value::Text(s) => Some(s.clone()), _ => None }).collect::<Vec<_>>(),
+            values
+                .map(|v| match v {
+                    Value::Text(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
         ),
         ColumnType::Datetime => Box::new(
             values
-                .map(|v| match v { Value::DateTime(us) => DateTime::<Utc>::from_timestamp_micros(*us), _ => None })
+                .map(|v| match v {
+                    Value::DateTime(us) => DateTime::<Utc>::from_timestamp_micros(*us),
+                    _ => None,
+                })
                 .collect::<Vec<_>>(),
         ),
         ColumnType::Date => Box::new(
-            values.map(|v| match v { Value::Date(d) => Some(*d), _ => None }).collect::<Vec<Option<NaiveDate>>>(),
+            values
+                .map(|v| match v {
+                    Value::Date(d) => Some(*d),
+                    _ => None,
+                })
+                .collect::<Vec<Option<NaiveDate>>>(),
         ),
         ColumnType::Decimal => Box::new(
-            values.map(|v| match v { Value::Decimal(d) => Some(*d), _ => None }).collect::<Vec<Option<Decimal>>>(),
+            values
+                .map(|v| match v {
+                    Value::Decimal(d) => Some(*d),
+                    _ => None,
+                })
+                .collect::<Vec<Option<Decimal>>>(),
         ),
         ColumnType::Boolean => Box::new(
-            values.map(|v| match v { Value::Bool(b) => Some(*b), _ => None }).collect::<Vec<_>>(),
+            values
+                .map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
         ),
     }
 }
@@ -1014,9 +1037,7 @@ fn read_value(r: &Row, i: usize, c: &Column) -> Value {
     let v = match c.ty {
         ColumnType::Integer => r.get::<_, Option<i64>>(i).map(Value::Int),
         ColumnType::String => r.get::<_, Option<String>>(i).map(Value::Text),
-        ColumnType::Datetime => r
-            .get::<_, Option<DateTime<Utc>>>(i)
-            .map(|t| Value::DateTime(t.timestamp_micros())),
+        ColumnType::Datetime => r.get::<_, Option<DateTime<Utc>>>(i).map(|t| Value::DateTime(t.timestamp_micros())),
         ColumnType::Date => r.get::<_, Option<NaiveDate>>(i).map(Value::Date),
         ColumnType::Decimal => r.get::<_, Option<Decimal>>(i).map(|mut d| {
             d.rescale(c.scale);
@@ -1028,11 +1049,7 @@ fn read_value(r: &Row, i: usize, c: &Column) -> Value {
 }
 
 fn read_row(r: &Row, t: &Table) -> Result<Vec<Value>> {
-    Ok(t.columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| read_value(r, i, c))
-        .collect())
+    Ok(t.columns.iter().enumerate().map(|(i, c)| read_value(r, i, c)).collect())
 }
 
 fn read_key(r: &Row, i: usize, c: &Column) -> Option<Key> {
@@ -1077,10 +1094,8 @@ impl<'a> ChunkWriter<'a> {
 
     async fn write(&self, c: &PgTx<'_>, cands: &[Candidate]) -> Result<Vec<RowOutcome>> {
         let t = self.table;
-        let mut outcomes: Vec<Option<RowOutcome>> = cands
-            .iter()
-            .map(|c| c.result.as_ref().err().map(|e| RowOutcome::Rejected(e.clone())))
-            .collect();
+        let mut outcomes: Vec<Option<RowOutcome>> =
+            cands.iter().map(|c| c.result.as_ref().err().map(|e| RowOutcome::Rejected(e.clone()))).collect();
 
         // Foreign keys: one query per referencing column per chunk.
         let mut fk_errors: HashMap<usize, Vec<_>> = HashMap::new();
@@ -1129,10 +1144,7 @@ impl<'a> ChunkWriter<'a> {
         if to_insert.is_empty() {
             return Ok(outcomes.into_iter().map(|o| o.unwrap()).collect());
         }
-        let rows: Vec<&Vec<Value>> = to_insert
-            .iter()
-            .map(|i| cands[*i].result.as_ref().unwrap())
-            .collect();
+        let rows: Vec<&Vec<Value>> = to_insert.iter().map(|i| cands[*i].result.as_ref().unwrap()).collect();
 
         // Optimistic path: binary COPY, which PostgreSQL inserts in bulk (several times faster
         // than INSERT .. SELECT). It fails as a whole on any existing key, so it runs under a
@@ -1156,12 +1168,8 @@ impl<'a> ChunkWriter<'a> {
         }
 
         // Insert the rest in one statement; RETURNING tells which keys were new.
-        let params: Vec<Param> = t
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(ci, col)| column_array(col, rows.iter().map(|r| &r[ci])))
-            .collect();
+        let params: Vec<Param> =
+            t.columns.iter().enumerate().map(|(ci, col)| column_array(col, rows.iter().map(|r| &r[ci]))).collect();
         let names = column_list(t);
         let casts = t
             .columns
@@ -1177,10 +1185,7 @@ impl<'a> ChunkWriter<'a> {
         );
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let inserted = c.query(&sql, &refs).await?;
-        let mut fresh: HashSet<Key> = inserted
-            .iter()
-            .filter_map(|r| read_key(r, 0, t.pk_column()))
-            .collect();
+        let mut fresh: HashSet<Key> = inserted.iter().filter_map(|r| read_key(r, 0, t.pk_column())).collect();
         let mut conflicts = Vec::new();
         for (pos, ri) in to_insert.iter().enumerate() {
             let k = key_of(&rows[pos][t.pk]);
@@ -1192,10 +1197,7 @@ impl<'a> ChunkWriter<'a> {
             }
         }
         if !conflicts.is_empty() {
-            let keys: Vec<&Value> = conflicts
-                .iter()
-                .map(|ri| &cands[*ri].result.as_ref().unwrap()[t.pk])
-                .collect();
+            let keys: Vec<&Value> = conflicts.iter().map(|ri| &cands[*ri].result.as_ref().unwrap()[t.pk]).collect();
             let arr = column_array(t.pk_column(), keys.into_iter());
             let sql = format!(
                 "SELECT {} FROM {} WHERE {pk} = ANY($1::{})",
@@ -1214,9 +1216,7 @@ impl<'a> ChunkWriter<'a> {
                 .collect();
             for ri in conflicts {
                 let values = cands[ri].result.as_ref().unwrap();
-                let same = key_of(&values[t.pk])
-                    .and_then(|k| existing.get(&k))
-                    .is_some_and(|e| same_values(e, values));
+                let same = key_of(&values[t.pk]).and_then(|k| existing.get(&k)).is_some_and(|e| same_values(e, values));
                 outcomes[ri] = Some(if same {
                     RowOutcome::Unchanged
                 } else {
@@ -1229,31 +1229,20 @@ impl<'a> ChunkWriter<'a> {
 
     async fn copy_rows(&self, c: &PgTx<'_>, rows: &[&Vec<Value>]) -> Result<(), tokio_postgres::Error> {
         let t = self.table;
-        let sql = format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            qualified(self.schema, &t.name),
-            column_list(t)
-        );
+        let sql = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", qualified(self.schema, &t.name), column_list(t));
         let types: Vec<Type> = t.columns.iter().map(pg_type).collect();
         let sink = c.copy_in(&sql).await?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
         for row in rows {
             let cells: Vec<PgVal<'_>> = row.iter().map(PgVal).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                cells.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = cells.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
             writer.as_mut().write(&refs).await?;
         }
         writer.finish().await?;
         Ok(())
     }
 
-    async fn log_rejections(
-        &self,
-        c: &PgTx<'_>,
-        source: &str,
-        source_id: &str,
-        rows: &[RejectionRow],
-    ) -> Result<()> {
+    async fn log_rejections(&self, c: &PgTx<'_>, source: &str, source_id: &str, rows: &[RejectionRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -1304,9 +1293,9 @@ impl ToSql for PgVal<'_> {
             Value::Null => Ok(tokio_postgres::types::IsNull::Yes),
             Value::Int(i) => i.to_sql(ty, out),
             Value::Text(s) => s.as_str().to_sql(ty, out),
-            Value::DateTime(us) => DateTime::<Utc>::from_timestamp_micros(*us)
-                .ok_or("datetime out of range")?
-                .to_sql(ty, out),
+            Value::DateTime(us) => {
+                DateTime::<Utc>::from_timestamp_micros(*us).ok_or("datetime out of range")?.to_sql(ty, out)
+            }
             Value::Date(d) => d.to_sql(ty, out),
             Value::Decimal(d) => d.to_sql(ty, out),
             Value::Bool(b) => b.to_sql(ty, out),
@@ -1322,8 +1311,5 @@ impl ToSql for PgVal<'_> {
 
 /// The referenced primary-key column, typed like the referencing column (types must match).
 fn t_column_for(_t: &Table, fk: &strata_domain::dataset::ForeignKey, col: &Column) -> Column {
-    Column {
-        name: fk.column.clone(),
-        ..col.clone()
-    }
+    Column { name: fk.column.clone(), ..col.clone() }
 }

@@ -87,7 +87,8 @@ impl RateProvider {
             Err(RateError::Garbage(_)) => "garbage",
             Err(_) => "error",
         };
-        metrics::counter!("strata_rate_lookups_total", "currency" => currency.code(), "outcome" => outcome).increment(1);
+        metrics::counter!("strata_rate_lookups_total", "currency" => currency.code(), "outcome" => outcome)
+            .increment(1);
         result
     }
 }
@@ -140,8 +141,7 @@ impl Coinbase {
 
 /// Checks the answer is the spot price of BTC in the asked currency, as a decimal string.
 pub fn parse_spot(body: &[u8], currency: Currency) -> Result<Rate, RateError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| RateError::Garbage("not JSON".into()))?;
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| RateError::Garbage("not JSON".into()))?;
     let data = v.get("data").ok_or_else(|| RateError::Garbage("no \"data\" object".into()))?;
     if data.get("base").and_then(|b| b.as_str()) != Some("BTC") {
         return Err(RateError::Garbage("base is not BTC".into()));

@@ -13,22 +13,22 @@ use std::sync::Arc;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
 use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
-use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::report::{DepartmentHires, QuarterRow, Year};
+use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
 use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
 use crate::backup::ExportMsg;
+use crate::ingest::{
+    dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
+    Chunk, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
+};
 use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
-use strata_domain::order::Order;
-use crate::ingest::{dependents, orphan_error, restore_outcome, CHUNK_ROWS, 
-    duplicate_key, key_of, new_id, same_values, unknown_fk, Candidate, Chunk, Key, LoadReport, RejectionRow,
-    RowOutcome, Tally, REPORT_SAMPLE,
-};
 use crate::{
-    ident, now_rfc3339, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection,
-    Result, StoreError, StoredDataset, TenantInfo,
+    ident, now_rfc3339, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result, StoreError,
+    StoredDataset, TenantInfo,
 };
+use strata_domain::order::Order;
 
 const READERS: usize = 8;
 
@@ -183,9 +183,7 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let mut guard = self.writer.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&mut guard))
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?
+        tokio::task::spawn_blocking(move || f(&mut guard)).await.map_err(|e| StoreError::Database(e.into()))?
     }
 }
 
@@ -204,8 +202,9 @@ impl SqliteStore {
     pub async fn open(data_dir: PathBuf) -> Result<Self> {
         let dir = data_dir.clone();
         let control = tokio::task::spawn_blocking(move || -> Result<Db> {
-            std::fs::create_dir_all(dir.join("tenants"))
-                .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir.join("tenants")).map_err(|e| {
+                StoreError::Unavailable(anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))
+            })?;
             let db = Db::open(&dir.join("control.db"), true)?;
             Ok(db)
         })
@@ -217,11 +216,7 @@ impl SqliteStore {
                 Ok(())
             })
             .await?;
-        Ok(Self {
-            data_dir,
-            control,
-            tenants: std::sync::Mutex::new(HashMap::new()),
-        })
+        Ok(Self { data_dir, control, tenants: std::sync::Mutex::new(HashMap::new()) })
     }
 
     /// Runs `f` on the control database (deployment state lives there).
@@ -285,11 +280,8 @@ impl SqliteStore {
         self.control
             .write(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let exists: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
-                    [id.as_str()],
-                    |r| r.get(0),
-                )?;
+                let exists: bool =
+                    tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id.as_str()], |r| r.get(0))?;
                 if exists {
                     return Err(StoreError::TenantExists(id.to_string()));
                 }
@@ -306,10 +298,7 @@ impl SqliteStore {
                 std::fs::rename(&tmp, &final_path)
                     .map_err(|e| StoreError::Database(anyhow::anyhow!("rename tenant file: {e}")))?;
                 let now = now_rfc3339();
-                tx.execute(
-                    "INSERT INTO tenants (id, created_at) VALUES (?1, ?2)",
-                    params![id.as_str(), now],
-                )?;
+                tx.execute("INSERT INTO tenants (id, created_at) VALUES (?1, ?2)", params![id.as_str(), now])?;
                 tx.execute(
                     "INSERT INTO api_keys (hash, tenant_id, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![hash, id.as_str(), prefix, now],
@@ -327,11 +316,8 @@ impl SqliteStore {
         self.control
             .write(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let exists: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
-                    [id.as_str()],
-                    |r| r.get(0),
-                )?;
+                let exists: bool =
+                    tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id.as_str()], |r| r.get(0))?;
                 if !exists {
                     return Err(StoreError::TenantNotFound(id.to_string()));
                 }
@@ -350,11 +336,9 @@ impl SqliteStore {
         let id: Option<String> = self
             .control
             .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT tenant_id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
-                    [hash],
-                    |r| r.get(0),
-                )
+                Ok(c.query_row("SELECT tenant_id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL", [hash], |r| {
+                    r.get(0)
+                })
                 .optional()?)
             })
             .await?;
@@ -364,13 +348,7 @@ impl SqliteStore {
     pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
         let id = id.to_string();
         self.control
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
-                    [id],
-                    |r| r.get(0),
-                )?)
-            })
+            .read(move |c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id], |r| r.get(0))?))
             .await
     }
 
@@ -378,12 +356,7 @@ impl SqliteStore {
         self.control
             .read(|c| {
                 let mut st = c.prepare("SELECT id, created_at FROM tenants ORDER BY id")?;
-                let rows = st.query_map([], |r| {
-                    Ok(TenantInfo {
-                        id: r.get(0)?,
-                        created_at: r.get(1)?,
-                    })
-                })?;
+                let rows = st.query_map([], |r| Ok(TenantInfo { id: r.get(0)?, created_at: r.get(1)? }))?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
@@ -391,7 +364,7 @@ impl SqliteStore {
 
     pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
         let db = self.tenant_db(tenant)?;
-        db.read(|c| read_datasets(c)).await
+        db.read(read_datasets).await
     }
 
     pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
@@ -401,12 +374,9 @@ impl SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing = read_datasets(&tx)?;
             match plan_apply(&existing, &def)? {
-                Plan::Unchanged { version } => Ok(ApplyReport {
-                    dataset: def.name.clone(),
-                    version,
-                    created_tables: vec![],
-                    changed: false,
-                }),
+                Plan::Unchanged { version } => {
+                    Ok(ApplyReport { dataset: def.name.clone(), version, created_tables: vec![], changed: false })
+                }
                 Plan::Apply { create, version } => {
                     for t in &create {
                         tx.execute_batch(&create_table_sql(t))?;
@@ -421,13 +391,7 @@ impl SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (name) DO UPDATE SET version = excluded.version,
                            definition = excluded.definition, applied_at = excluded.applied_at",
-                        params![
-                            def.name,
-                            seq,
-                            version,
-                            serde_json::to_string(&def).unwrap(),
-                            now_rfc3339()
-                        ],
+                        params![def.name, seq, version, serde_json::to_string(&def).unwrap(), now_rfc3339()],
                     )?;
                     tx.commit()?;
                     Ok(ApplyReport {
@@ -537,9 +501,7 @@ impl SqliteStore {
                 ident(&table.pk_column().name)
             );
             let mut st = c.prepare(&sql)?;
-            Ok(st
-                .query_row([SqlVal(&key)], |r| read_row(r, &table))
-                .optional()?)
+            Ok(st.query_row([SqlVal(&key)], |r| read_row(r, &table)).optional()?)
         })
         .await
     }
@@ -595,23 +557,20 @@ impl SqliteStore {
                 "SELECT id, table_name, source, source_id, line, row_index, raw, errors, created_at
                  FROM _strata_rejections WHERE table_name = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )?;
-            let rows = st.query_map(
-                params![table, before.unwrap_or(i64::MAX), limit as i64],
-                |r| {
-                    let errors: String = r.get(7)?;
-                    Ok(Rejection {
-                        id: r.get(0)?,
-                        table: r.get(1)?,
-                        source: r.get(2)?,
-                        source_id: r.get(3)?,
-                        line: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                        row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                        raw: r.get(6)?,
-                        errors: serde_json::from_str(&errors).unwrap_or_default(),
-                        created_at: r.get(8)?,
-                    })
-                },
-            )?;
+            let rows = st.query_map(params![table, before.unwrap_or(i64::MAX), limit as i64], |r| {
+                let errors: String = r.get(7)?;
+                Ok(Rejection {
+                    id: r.get(0)?,
+                    table: r.get(1)?,
+                    source: r.get(2)?,
+                    source_id: r.get(3)?,
+                    line: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                    raw: r.get(6)?,
+                    errors: serde_json::from_str(&errors).unwrap_or_default(),
+                    created_at: r.get(8)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -808,7 +767,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn create_order(&self, t: &TenantId, key: &str, fingerprint: &str, order: Order) -> Result<CreateOutcome> {
+    pub(crate) async fn create_order(
+        &self,
+        t: &TenantId,
+        key: &str,
+        fingerprint: &str,
+        order: Order,
+    ) -> Result<CreateOutcome> {
         let db = self.tenant_db(t)?;
         let (key, fp, tenant) = (key.to_string(), fingerprint.to_string(), t.to_string());
         db.write(move |conn| {
@@ -863,7 +828,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn list_orders(&self, t: &TenantId, before: Option<(i64, String)>, limit: usize) -> Result<Vec<Order>> {
+    pub(crate) async fn list_orders(
+        &self,
+        t: &TenantId,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<Order>> {
         let db = self.tenant_db(t)?;
         db.read(move |c| {
             let (at, id) = before.unwrap_or((i64::MAX, String::new()));
@@ -888,7 +858,9 @@ impl SqliteStore {
     pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
         let db = self.tenant_db(t)?;
         db.read(move |c| {
-            let mut st = c.prepare_cached("SELECT seq, event FROM _strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?1")?;
+            let mut st = c.prepare_cached(
+                "SELECT seq, event FROM _strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
+            )?;
             let rows = st.query_map([limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             let mut out = Vec::new();
             for r in rows {
@@ -956,13 +928,19 @@ impl SqliteStore {
 
     pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
         let db = self.tenant_db(t)?;
-        db.read(|c| Ok(c.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?)).await
+        db.read(|c| {
+            Ok(c.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
+        })
+        .await
     }
 
     pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
         let db = self.tenant_db(t)?;
         db.write(move |conn| {
-            let n = conn.execute("UPDATE _strata_order_book SET cap_sats = ?1 WHERE id = 1 AND total_sats <= ?1", [cap])?;
+            let n =
+                conn.execute("UPDATE _strata_order_book SET cap_sats = ?1 WHERE id = 1 AND total_sats <= ?1", [cap])?;
             if n == 0 {
                 return Err(StoreError::CapBelowTotal);
             }
@@ -973,28 +951,16 @@ impl SqliteStore {
 }
 
 fn read_datasets(c: &Connection) -> Result<Vec<StoredDataset>> {
-    let mut st = c.prepare(
-        "SELECT name, version, applied_at, definition FROM _strata_datasets ORDER BY seq, name",
-    )?;
+    let mut st = c.prepare("SELECT name, version, applied_at, definition FROM _strata_datasets ORDER BY seq, name")?;
     let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
         let (name, version, applied_at, definition) = row?;
         let definition: DatasetDef = serde_json::from_str(&definition)
             .map_err(|e| StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}")))?;
-        out.push(StoredDataset {
-            name,
-            version,
-            applied_at,
-            definition,
-        });
+        out.push(StoredDataset { name, version, applied_at, definition });
     }
     Ok(out)
 }
@@ -1003,7 +969,16 @@ fn record_ingest(c: &Connection, id: &str, table: &str, kind: &str, t: &Tally) -
     c.execute(
         "INSERT INTO _strata_ingests (id, table_name, kind, rows_read, inserted, unchanged, rejected, finished_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, table, kind, t.rows as i64, t.inserted as i64, t.unchanged as i64, t.rejected as i64, now_rfc3339()],
+        params![
+            id,
+            table,
+            kind,
+            t.rows as i64,
+            t.inserted as i64,
+            t.unchanged as i64,
+            t.rejected as i64,
+            now_rfc3339()
+        ],
     )?;
     Ok(())
 }
@@ -1033,11 +1008,7 @@ pub(crate) fn create_table_sql(t: &Table) -> String {
 }
 
 fn column_list(t: &Table) -> String {
-    t.columns
-        .iter()
-        .map(|c| ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
 
 /// Binds a [`Value`] in its SQLite storage form.
@@ -1057,9 +1028,7 @@ impl ToSql for SqlVal<'_> {
 }
 
 fn read_value(r: &rusqlite::Row<'_>, i: usize, c: &Column) -> rusqlite::Result<Value> {
-    let conv = |e: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
+    let conv = |e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
     Ok(match c.ty {
         ColumnType::Integer => r.get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::Int),
         ColumnType::Datetime => r.get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::DateTime),
@@ -1067,25 +1036,17 @@ fn read_value(r: &rusqlite::Row<'_>, i: usize, c: &Column) -> rusqlite::Result<V
         ColumnType::String => r.get::<_, Option<String>>(i)?.map_or(Value::Null, Value::Text),
         ColumnType::Date => match r.get::<_, Option<String>>(i)? {
             None => Value::Null,
-            Some(s) => Value::Date(
-                chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| conv(e.to_string()))?,
-            ),
+            Some(s) => Value::Date(chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| conv(e.to_string()))?),
         },
         ColumnType::Decimal => match r.get::<_, Option<String>>(i)? {
             None => Value::Null,
-            Some(s) => Value::Decimal(
-                rust_decimal::Decimal::from_str(&s).map_err(|e| conv(e.to_string()))?,
-            ),
+            Some(s) => Value::Decimal(rust_decimal::Decimal::from_str(&s).map_err(|e| conv(e.to_string()))?),
         },
     })
 }
 
 fn read_row(r: &rusqlite::Row<'_>, t: &Table) -> rusqlite::Result<Vec<Value>> {
-    t.columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| read_value(r, i, c))
-        .collect()
+    t.columns.iter().enumerate().map(|(i, c)| read_value(r, i, c)).collect()
 }
 
 /// Writes candidates one by one with cached prepared statements: SQLite is in-process, so a
@@ -1110,17 +1071,9 @@ impl<'c> RowWriter<'c> {
     fn new(c: &'c Connection, table: &'c Table, defer_self_refs: bool) -> Result<Self> {
         let name = ident(&table.name);
         let cols = column_list(table);
-        let marks = (1..=table.columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let insert = c.prepare(&format!(
-            "INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-        ))?;
-        let select = c.prepare(&format!(
-            "SELECT {cols} FROM {name} WHERE {} = ?1",
-            ident(&table.pk_column().name)
-        ))?;
+        let marks = (1..=table.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let insert = c.prepare(&format!("INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING"))?;
+        let select = c.prepare(&format!("SELECT {cols} FROM {name} WHERE {} = ?1", ident(&table.pk_column().name)))?;
         let reject = c.prepare(
             "INSERT INTO _strata_rejections (table_name, source, source_id, line, row_index, raw, errors, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1131,21 +1084,11 @@ impl<'c> RowWriter<'c> {
                 if defer_self_refs && fk.table == table.name {
                     continue;
                 }
-                let st = c.prepare(&format!(
-                    "SELECT 1 FROM {} WHERE {} = ?1",
-                    ident(&fk.table),
-                    ident(&fk.column)
-                ))?;
+                let st = c.prepare(&format!("SELECT 1 FROM {} WHERE {} = ?1", ident(&fk.table), ident(&fk.column)))?;
                 fks.push((i, st, HashSet::new()));
             }
         }
-        Ok(Self {
-            table,
-            insert,
-            select,
-            reject,
-            fks,
-        })
+        Ok(Self { table, insert, select, reject, fks })
     }
 
     fn write(&mut self, c: &Candidate) -> Result<RowOutcome> {
@@ -1173,18 +1116,13 @@ impl<'c> RowWriter<'c> {
             return Ok(RowOutcome::Rejected(errors));
         }
         let binds: Vec<SqlVal<'_>> = values.iter().map(SqlVal).collect();
-        let n = self
-            .insert
-            .execute(rusqlite::params_from_iter(binds.iter()))?;
+        let n = self.insert.execute(rusqlite::params_from_iter(binds.iter()))?;
         if n == 1 {
             return Ok(RowOutcome::Inserted);
         }
         let key = &values[self.table.pk];
         let table = self.table;
-        let existing = self
-            .select
-            .query_row([SqlVal(key)], |r| read_row(r, table))
-            .optional()?;
+        let existing = self.select.query_row([SqlVal(key)], |r| read_row(r, table)).optional()?;
         Ok(match existing {
             Some(e) if same_values(&e, values) => RowOutcome::Unchanged,
             _ => RowOutcome::Rejected(vec![duplicate_key(self.table, key)]),

@@ -23,20 +23,75 @@ fn catalog() -> Catalog {
 
 const COLUMNS: &[&str] = &["employee_id", "employee_name", "hiring_date", "department_id", "job_id", "e.job_id"];
 const OPERATORS: &[&str] = &[
-    "+", "-", "*", "/", "%", "||", "=", "<>", "!=", "<", ">", "<=", ">=", " AND ", " OR ", " LIKE ", " IS ",
-    " IS NOT ", "::text::", " COLLATE \"C\" || ", " & ", " | ", " << ",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "||",
+    "=",
+    "<>",
+    "!=",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    " AND ",
+    " OR ",
+    " LIKE ",
+    " IS ",
+    " IS NOT ",
+    "::text::",
+    " COLLATE \"C\" || ",
+    " & ",
+    " | ",
+    " << ",
 ];
 const FUNCTIONS: &[&str] = &[
-    "count", "sum", "lower", "upper", "coalesce", "rpad", "printf", "substr", "pg_read_file", "pg_sleep",
-    "current_setting", "load_extension", "readfile", "pg_catalog.version", "to_regclass", "generate_series",
+    "count",
+    "sum",
+    "lower",
+    "upper",
+    "coalesce",
+    "rpad",
+    "printf",
+    "substr",
+    "pg_read_file",
+    "pg_sleep",
+    "current_setting",
+    "load_extension",
+    "readfile",
+    "pg_catalog.version",
+    "to_regclass",
+    "generate_series",
 ];
 const TYPES: &[&str] = &[
-    "int", "bigint", "text", "date", "numeric(10, 2)", "boolean", "regclass", "regnamespace", "oid",
-    "tenant_other.t", "varchar(5)", "timestamp", "interval", "regproc",
+    "int",
+    "bigint",
+    "text",
+    "date",
+    "numeric(10, 2)",
+    "boolean",
+    "regclass",
+    "regnamespace",
+    "oid",
+    "tenant_other.t",
+    "varchar(5)",
+    "timestamp",
+    "interval",
+    "regproc",
 ];
 const TABLES: &[&str] = &[
-    "employees", "hr.employees", "departments d", "jobs", "sqlite_master", "pg_catalog.pg_class",
-    "_strata_idempotency", "tenant_other.employees", "strata_control.api_keys", "information_schema.tables",
+    "employees",
+    "hr.employees",
+    "departments d",
+    "jobs",
+    "sqlite_master",
+    "pg_catalog.pg_class",
+    "_strata_idempotency",
+    "tenant_other.employees",
+    "strata_control.api_keys",
+    "information_schema.tables",
 ];
 
 /// Lengths with a heavy tail: mostly short, sometimes far past every limit.
@@ -152,7 +207,8 @@ fn judge(sql: &str) -> Result<(), String> {
     for d in [SqlDialect::Sqlite, SqlDialect::Postgres] {
         match check(sql, d, &catalog()) {
             Ok(out) => {
-                let again = check(&out, d, &catalog()).map_err(|e| format!("{d:?}: accepted, but its output is refused: {e}"))?;
+                let again = check(&out, d, &catalog())
+                    .map_err(|e| format!("{d:?}: accepted, but its output is refused: {e}"))?;
                 if again != out {
                     return Err(format!("{d:?}: checking the output changed it:\n{out}\n{again}"));
                 }
@@ -196,10 +252,9 @@ fn the_sql_guard_survives_the_corpus_and_random_deep_and_wide_queries() {
     assert!(check(&deep, SqlDialect::Sqlite, &catalog()).is_err());
 
     let secs: u64 = std::env::var("STRATA_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
-    let seed: u64 = std::env::var("STRATA_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 = std::env::var("STRATA_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("sql guard fuzz: seed {seed} (STRATA_FUZZ_SEED={seed} replays it), {secs} s");
     let mut rng = StdRng::seed_from_u64(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);

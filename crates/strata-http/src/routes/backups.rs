@@ -30,10 +30,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tables/{table}/backups", post(create).get(list))
         .route("/v1/tables/{table}/backups/{id}", get(download))
-        .route(
-            "/v1/tables/{table}/restore",
-            post(restore).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/v1/tables/{table}/restore", post(restore).layer(DefaultBodyLimit::disable()))
 }
 
 #[derive(Deserialize)]
@@ -46,9 +43,8 @@ struct CreateQuery {
 pub(crate) fn parse_codec(raw: Option<&str>) -> ApiResult<Codec> {
     match raw {
         None => Ok(Codec::Zstd),
-        Some(s) => Codec::parse(s).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidCodec, "codec must be one of null, deflate, snappy, zstd")
-        }),
+        Some(s) => Codec::parse(s)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidCodec, "codec must be one of null, deflate, snappy, zstd")),
     }
 }
 
@@ -62,15 +58,14 @@ async fn create(
     let codec = parse_codec(q.codec.as_deref())?;
     let retain = match q.retain.as_deref() {
         None => DEFAULT_RETAIN,
-        Some(r) => r.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidQuery, "retain must be an integer from 1 to 1000")
-        })?,
+        Some(r) => r
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "retain must be an integer from 1 to 1000"))?,
     };
     let t = s.store.table(&tenant, &table).await?;
-    let mut manifests = s
-        .store
-        .backup(&tenant, vec![t], codec, retain, Arc::new(AtomicU64::new(0)))
-        .await?;
+    let mut manifests = s.store.backup(&tenant, vec![t], codec, retain, Arc::new(AtomicU64::new(0))).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(manifests.remove(0)).unwrap_or_default())))
 }
 
@@ -128,9 +123,9 @@ async fn restore(
     let t = s.store.table(&tenant, &table).await?;
     let mt = media_type(&headers).unwrap_or_default();
     let source = if mt == "application/json" {
-        let bytes = axum::body::to_bytes(body, 64 * 1024)
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::BodyTooLarge, "a restore request names a backup in a small JSON body"))?;
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
+            ApiError::new(ErrorCode::BodyTooLarge, "a restore request names a backup in a small JSON body")
+        })?;
         let req: RestoreBody = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"backup_id\": \"...\"}}: {e}"))
         })?;
@@ -146,9 +141,6 @@ async fn restore(
             format!("send {{\"backup_id\": ...}} as application/json, or an Avro file as {AVRO_MEDIA_TYPE}"),
         ));
     };
-    let report = s
-        .store
-        .restore(&tenant, vec![(t, source)], Arc::new(AtomicU64::new(0)))
-        .await?;
+    let report = s.store.restore(&tenant, vec![(t, source)], Arc::new(AtomicU64::new(0))).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }

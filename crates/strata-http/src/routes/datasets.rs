@@ -20,10 +20,7 @@ const MAX_DEFINITION_BYTES: usize = 1 << 20;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/datasets", get(list))
-        .route(
-            "/v1/datasets/{name}",
-            put(apply).layer(DefaultBodyLimit::max(MAX_DEFINITION_BYTES)),
-        )
+        .route("/v1/datasets/{name}", put(apply).layer(DefaultBodyLimit::max(MAX_DEFINITION_BYTES)))
 }
 
 async fn list(State(s): State<AppState>, AuthTenant(tenant): AuthTenant) -> ApiResult<Json<serde_json::Value>> {
@@ -39,15 +36,12 @@ async fn apply(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let body = body.map_err(super::ingest::body_error)?;
-    let format = media_type(&headers)
-        .as_deref()
-        .and_then(Format::from_media_type)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the definition as application/toml, application/yaml or application/json",
-            )
-        })?;
+    let format = media_type(&headers).as_deref().and_then(Format::from_media_type).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the definition as application/toml, application/yaml or application/json",
+        )
+    })?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the definition is not valid UTF-8"))?;
     let def = DatasetDef::parse(text, format).map_err(strata_store::StoreError::from)?;
@@ -58,10 +52,6 @@ async fn apply(
         ));
     }
     let report = s.store.apply_dataset(&tenant, &def).await?;
-    let status = if report.changed && report.version == 1 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if report.changed && report.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(serde_json::to_value(report).unwrap_or_default())))
 }

@@ -33,7 +33,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(expected) = &state.admin_token else {
-            return Err(ApiError::new(ErrorCode::AdminApiDisabled, "the admin API is off: start strata with --admin-token"));
+            return Err(ApiError::new(
+                ErrorCode::AdminApiDisabled,
+                "the admin API is off: start strata with --admin-token",
+            ));
         };
         let presented = parts
             .headers
@@ -42,7 +45,9 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
-            .ok_or_else(|| ApiError::new(ErrorCode::MissingAuthorization, "send Authorization: Bearer <admin token>"))?;
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::MissingAuthorization, "send Authorization: Bearer <admin token>")
+            })?;
         // Comparing digests keeps the comparison time independent of the secret's content.
         if KeyHash::of(presented).as_str() != expected.as_str() {
             return Err(ApiError::new(ErrorCode::InvalidAdminToken, "the admin token is not valid"));
@@ -78,8 +83,9 @@ async fn switch(
     if raw.len() > 4096 {
         return Err(ApiError::new(ErrorCode::BodyTooLarge, "the switch request is larger than 4 KiB"));
     }
-    let b: SwitchBody = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"to\": \"blue\"|\"green\"}}: {e}")))?;
+    let b: SwitchBody = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"to\": \"blue\"|\"green\"}}: {e}"))
+    })?;
     let to: Stack = b.to.parse().map_err(|e: String| ApiError::new(ErrorCode::InvalidStack, e))?;
     let mut o = s.switch.clone();
     o.actor = actor(b.actor);

@@ -13,9 +13,7 @@ const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 const DOCS_HTML: &str = include_str!("../../assets/docs.html");
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/docs", get(docs))
+    Router::new().route("/openapi.json", get(openapi)).route("/docs", get(docs))
 }
 
 /// The OpenAPI document, parsed once from the YAML kept beside the code.

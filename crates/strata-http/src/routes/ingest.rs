@@ -13,8 +13,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use strata_domain::validate::validate_object;
 use strata_domain::ErrorCode;
@@ -35,9 +35,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/tables/{table}/rows",
-            post(ingest_batch)
-                .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
-                .get(super::rows::list_rows),
+            post(ingest_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)).get(super::rows::list_rows),
         )
         .route(
             "/v1/tables/{table}/load",
@@ -60,17 +58,10 @@ async fn load(
     let t = s.store.table(&tenant, &table).await?;
     match media_type(&headers) {
         Some(mt) if is_csv(&mt) => {}
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the file with Content-Type: text/csv",
-            ))
-        }
+        _ => return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the file with Content-Type: text/csv")),
     }
     // Body stream -> blocking reader -> CSV thread -> chunks -> one database transaction.
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
+    let stream = body.into_data_stream().map_err(|e| std::io::Error::other(e.to_string()));
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let chunks = spawn_csv_reader(reader, Arc::new(t.clone()), Arc::new(AtomicU64::new(0)));
     let report = s.store.load(&tenant, &t, chunks).await?;
@@ -115,9 +106,8 @@ async fn ingest_batch(
         check_count(batch.rows.len())?;
         let mut rows = Vec::with_capacity(batch.rows.len());
         for (i, raw) in batch.rows.iter().enumerate() {
-            let row: HashMap<String, Box<RawValue>> = serde_json::from_str(raw.get()).map_err(|_| {
-                ApiError::new(ErrorCode::MalformedJson, format!("rows[{i}] is not a JSON object"))
-            })?;
+            let row: HashMap<String, Box<RawValue>> = serde_json::from_str(raw.get())
+                .map_err(|_| ApiError::new(ErrorCode::MalformedJson, format!("rows[{i}] is not a JSON object")))?;
             rows.push(Candidate {
                 line: None,
                 index: i,
@@ -127,9 +117,8 @@ async fn ingest_batch(
         }
         rows
     } else if is_csv(&mt) {
-        let rows = candidates_from_csv(&t, &body).map_err(|e| {
-            ApiError::new(ErrorCode::MalformedCsv, format!("the CSV body cannot be read: {e}"))
-        })?;
+        let rows = candidates_from_csv(&t, &body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedCsv, format!("the CSV body cannot be read: {e}")))?;
         check_count(rows.len())?;
         rows
     } else {
@@ -145,22 +134,14 @@ async fn ingest_batch(
         h.update(mt.as_bytes());
         h.update([0]);
         h.update(&body);
-        Idempotency {
-            key,
-            fingerprint: format!("{:x}", h.finalize()),
-        }
+        Idempotency { key, fingerprint: format!("{:x}", h.finalize()) }
     });
     match s.store.ingest_batch(&tenant, &t, rows, idempotency).await? {
         BatchOutcome::Fresh(report) => Ok((StatusCode::OK, Json(report)).into_response()),
         BatchOutcome::Replayed(body) => {
-            let mut resp = (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-            resp.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            let mut resp =
+                (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(resp)
         }
     }

@@ -2,11 +2,11 @@
 
 pub mod backups;
 pub mod datasets;
+pub mod deploy;
 pub mod docs;
 pub mod health;
 pub mod ingest;
 pub mod orders;
-pub mod deploy;
 pub mod reports;
 pub mod rows;
 pub mod tables;
@@ -43,10 +43,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "this endpoint does not accept that method; see /docs",
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method; see /docs")
 }
 
 /// The media type of a request without parameters, lowercased.

@@ -46,14 +46,29 @@ fn parse_order(body: &Json, amount_field: &str) -> ApiResult<FiatAmount> {
     let mut problems = Vec::new();
     let currency = match body.get("currency") {
         Some(Json::String(s)) => Currency::parse(s).map_err(|e| problems.push(("currency", e))).ok(),
-        Some(_) => { problems.push(("currency", "currency must be a string: EUR, GBP or USD".into())); None }
-        None => { problems.push(("currency", "currency is required".into())); None }
+        Some(_) => {
+            problems.push(("currency", "currency must be a string: EUR, GBP or USD".into()));
+            None
+        }
+        None => {
+            problems.push(("currency", "currency is required".into()));
+            None
+        }
     };
     let amount_text = match body.get(amount_field) {
         Some(Json::String(s)) => Some(s.clone()),
-        Some(Json::Number(_)) => { problems.push((amount_field, "amount must be a decimal string like \"100.50\", not a JSON number".into())); None }
-        Some(_) => { problems.push((amount_field, "amount must be a decimal string".into())); None }
-        None => { problems.push((amount_field, "amount is required".into())); None }
+        Some(Json::Number(_)) => {
+            problems.push((amount_field, "amount must be a decimal string like \"100.50\", not a JSON number".into()));
+            None
+        }
+        Some(_) => {
+            problems.push((amount_field, "amount must be a decimal string".into()));
+            None
+        }
+        None => {
+            problems.push((amount_field, "amount is required".into()));
+            None
+        }
     };
     if let (Some(c), Some(a)) = (currency, &amount_text) {
         match FiatAmount::parse(c, a) {
@@ -62,17 +77,24 @@ fn parse_order(body: &Json, amount_field: &str) -> ApiResult<FiatAmount> {
         }
     }
     let message = problems.iter().map(|(f, r)| format!("{f}: {r}")).collect::<Vec<_>>().join("; ");
-    Err(ApiError::new(ErrorCode::InvalidOrder, message)
-        .with_details(json!({"fields": problems.iter().map(|(f, r)| json!({"field": f, "reason": r})).collect::<Vec<_>>()})))
+    Err(ApiError::new(ErrorCode::InvalidOrder, message).with_details(
+        json!({"fields": problems.iter().map(|(f, r)| json!({"field": f, "reason": r})).collect::<Vec<_>>()}),
+    ))
 }
 
 fn idempotency_key(raw: Option<&str>) -> ApiResult<String> {
     let Some(k) = raw else {
-        return Err(ApiError::new(ErrorCode::MissingIdempotencyKey, "send an Idempotency-Key header (1 to 255 characters) so a retry never creates a second order"));
+        return Err(ApiError::new(
+            ErrorCode::MissingIdempotencyKey,
+            "send an Idempotency-Key header (1 to 255 characters) so a retry never creates a second order",
+        ));
     };
     let k = k.trim();
     if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(ApiError::new(ErrorCode::InvalidIdempotencyKey, "Idempotency-Key must be 1 to 255 visible ASCII characters"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
     }
     Ok(k.to_string())
 }
@@ -80,24 +102,43 @@ fn idempotency_key(raw: Option<&str>) -> ApiResult<String> {
 fn order_error(e: OrderError) -> ApiError {
     match e {
         OrderError::Store(s) => s.into(),
-        OrderError::Rate(r) => ApiError::new(ErrorCode::RateUnavailable, format!("{r}; no order was placed, retry with the same Idempotency-Key")),
+        OrderError::Rate(r) => ApiError::new(
+            ErrorCode::RateUnavailable,
+            format!("{r}; no order was placed, retry with the same Idempotency-Key"),
+        ),
     }
 }
 
-async fn run_create(s: &AppState, tenant: &TenantId, key: &str, amount: FiatAmount) -> ApiResult<(StatusCode, String, bool)> {
-    let svc = s.orders.as_ref().ok_or_else(|| ApiError::new(ErrorCode::RateUnavailable, "orders are not configured on this server"))?;
+async fn run_create(
+    s: &AppState,
+    tenant: &TenantId,
+    key: &str,
+    amount: FiatAmount,
+) -> ApiResult<(StatusCode, String, bool)> {
+    let svc = s
+        .orders
+        .as_ref()
+        .ok_or_else(|| ApiError::new(ErrorCode::RateUnavailable, "orders are not configured on this server"))?;
     Ok(match svc.create(tenant, key, amount).await.map_err(order_error)? {
         CreateOutcome::Created { body, .. } => (StatusCode::CREATED, body, false),
         CreateOutcome::CapExceeded { body } => (StatusCode::CONFLICT, body, false),
-        CreateOutcome::Replayed { status, body } => (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true),
+        CreateOutcome::Replayed { status, body } => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true)
+        }
     })
 }
 
 fn json_body(raw: &Bytes) -> ApiResult<Json> {
-    serde_json::from_slice(raw).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(raw)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
 }
 
-async fn create(State(s): State<AppState>, AuthTenant(tenant): AuthTenant, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(s): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let key = idempotency_key(headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}")))?;
     let is_json = super::media_type(&headers).as_deref() == Some("application/json");
     if !is_json {
@@ -119,7 +160,11 @@ async fn create(State(s): State<AppState>, AuthTenant(tenant): AuthTenant, heade
     Ok(resp)
 }
 
-async fn get_one(State(s): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<String>) -> ApiResult<JsonOut> {
+async fn get_one(
+    State(s): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> ApiResult<JsonOut> {
     let not_found = || ApiError::new(ErrorCode::OrderNotFound, "no such order");
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(not_found());
@@ -144,10 +189,18 @@ fn page_limit(raw: Option<&str>) -> ApiResult<usize> {
     }
 }
 
-async fn page(s: &AppState, tenant: &TenantId, cursor: Option<&str>, limit: usize) -> ApiResult<(Vec<Order>, Option<String>)> {
+async fn page(
+    s: &AppState,
+    tenant: &TenantId,
+    cursor: Option<&str>,
+    limit: usize,
+) -> ApiResult<(Vec<Order>, Option<String>)> {
     let before = match cursor {
         None | Some("") => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this endpoint issued"))?),
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this endpoint issued"))?,
+        ),
     };
     let mut orders = s.store.list_orders(tenant, before, limit + 1).await?;
     let next = if orders.len() > limit {
@@ -159,7 +212,11 @@ async fn page(s: &AppState, tenant: &TenantId, cursor: Option<&str>, limit: usiz
     Ok((orders, next))
 }
 
-async fn list(State(s): State<AppState>, AuthTenant(tenant): AuthTenant, q: Result<Query<ListQuery>, QueryRejection>) -> ApiResult<JsonOut> {
+async fn list(
+    State(s): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<JsonOut> {
     let Query(q) = q.map_err(query_error)?;
     let limit = page_limit(q.limit.as_deref())?;
     let (orders, next) = page(&s, &tenant, q.cursor.as_deref(), limit).await?;

@@ -96,7 +96,11 @@ fn parse(q: Result<Query<ReportQuery>, QueryRejection>, headers: &HeaderMap) -> 
                 .get(ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.split(',').any(|p| p.trim().starts_with("text/csv")));
-            if wants_csv { Format::Csv } else { Format::Json }
+            if wants_csv {
+                Format::Csv
+            } else {
+                Format::Json
+            }
         }
     };
     Ok((year, format))
@@ -106,10 +110,7 @@ fn csv_response(name: &str, year: Year, body: String) -> Response {
     (
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}-{}.csv\"", year.get()),
-            ),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}-{}.csv\"", year.get())),
         ],
         body,
     )

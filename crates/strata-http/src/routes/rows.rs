@@ -37,10 +37,7 @@ pub(crate) fn parse_limit(raw: Option<&str>) -> ApiResult<usize> {
     let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
     match raw.parse::<usize>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidLimit,
-            format!("limit must be an integer from 1 to {MAX_LIMIT}"),
-        )),
+        _ => Err(ApiError::new(ErrorCode::InvalidLimit, format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
     }
 }
 
@@ -58,7 +55,11 @@ fn parse_key(t: &Table, raw: &str) -> ApiResult<Value> {
         ColumnType::Integer => raw.parse::<i64>().map(Value::Int).map_err(|_| {
             ApiError::new(
                 ErrorCode::InvalidKey,
-                format!("{} is an integer key; {:?} is not an integer", pk.name, raw.chars().take(40).collect::<String>()),
+                format!(
+                    "{} is an integer key; {:?} is not an integer",
+                    pk.name,
+                    raw.chars().take(40).collect::<String>()
+                ),
             )
         }),
         _ => Ok(Value::Text(raw.to_string())),

@@ -4,19 +4,31 @@ use sha2::{Digest, Sha256};
 use crate::helpers::*;
 
 async fn backup(app: &TestApp, key: &str, table: &str, query: &str) -> Json {
-    let r = app.client.post(app.url(&format!("/v1/tables/{table}/backups{query}"))).bearer_auth(key).send().await.unwrap();
+    let r =
+        app.client.post(app.url(&format!("/v1/tables/{table}/backups{query}"))).bearer_auth(key).send().await.unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     r.json().await.unwrap()
 }
 
 async fn restore_id(app: &TestApp, key: &str, table: &str, id: &str) -> reqwest::Response {
-    app.client.post(app.url(&format!("/v1/tables/{table}/restore"))).bearer_auth(key)
-        .json(&json!({"backup_id": id})).send().await.unwrap()
+    app.client
+        .post(app.url(&format!("/v1/tables/{table}/restore")))
+        .bearer_auth(key)
+        .json(&json!({"backup_id": id}))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn restore_file(app: &TestApp, key: &str, table: &str, bytes: Vec<u8>) -> reqwest::Response {
-    app.client.post(app.url(&format!("/v1/tables/{table}/restore"))).bearer_auth(key)
-        .header("content-type", "application/vnd.apache.avro.file").body(bytes).send().await.unwrap()
+    app.client
+        .post(app.url(&format!("/v1/tables/{table}/restore")))
+        .bearer_auth(key)
+        .header("content-type", "application/vnd.apache.avro.file")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn download(app: &TestApp, key: &str, table: &str, id: &str) -> Vec<u8> {
@@ -43,8 +55,8 @@ fn fastavro(args: &[&str]) -> String {
 async fn the_hr_tables_come_back_row_for_row_after_a_restore(b: Backend) {
     let app = spawn_app(b).await;
     let key = app.tenant_with_canonical_data("acme").await;
-    let before: Vec<Vec<Json>> = futures::future::join_all(
-        ["departments", "jobs", "employees"].map(|t| app.all_rows(&key, t))).await;
+    let before: Vec<Vec<Json>> =
+        futures::future::join_all(["departments", "jobs", "employees"].map(|t| app.all_rows(&key, t))).await;
     let mut ids = Vec::new();
     for t in ["departments", "jobs", "employees"] {
         let m = backup(&app, &key, t, "").await;
@@ -64,8 +76,8 @@ async fn the_hr_tables_come_back_row_for_row_after_a_restore(b: Backend) {
     for (t, id) in ["departments", "jobs"].iter().zip(&ids) {
         assert_eq!(restore_id(&app, &key, t, id).await.status(), 200);
     }
-    let after: Vec<Vec<Json>> = futures::future::join_all(
-        ["departments", "jobs", "employees"].map(|t| app.all_rows(&key, t))).await;
+    let after: Vec<Vec<Json>> =
+        futures::future::join_all(["departments", "jobs", "employees"].map(|t| app.all_rows(&key, t))).await;
     assert_eq!(before, after);
 }
 
@@ -76,7 +88,15 @@ async fn every_column_type_round_trips_with_every_codec(b: Backend) {
         {name = \"sku\", type = \"string\"}, {name = \"price\", type = \"decimal\", precision = 12, scale = 3},\n\
         {name = \"launched\", type = \"date\", required = false}, {name = \"active\", type = \"boolean\"},\n\
         {name = \"updated_at\", type = \"datetime\", required = false}, {name = \"stock\", type = \"integer\", required = false}]\n";
-    let r = app.client.put(app.url("/v1/datasets/shop")).bearer_auth(&key).header("content-type", "application/toml").body(def).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/datasets/shop"))
+        .bearer_auth(&key)
+        .header("content-type", "application/toml")
+        .body(def)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let rows = json!({"rows": [
         {"sku": "a", "price": "-123456789.125", "launched": "1900-02-28", "active": true, "updated_at": "1969-12-31T23:59:59.999999Z", "stock": -9007199254740993i64},
@@ -179,7 +199,11 @@ async fn failed_restores_leave_the_table_exactly_as_it_was(b: Backend) {
     let r = restore_id(&app, &key, "employees", id).await;
     let (status, body) = (r.status().as_u16(), r.json::<Json>().await.unwrap());
     assert_eq!(status, 422);
-    assert!(body["error"]["message"].as_str().unwrap().contains("checksum") || body["error"]["message"].as_str().unwrap().contains("corrupt"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("checksum")
+            || body["error"]["message"].as_str().unwrap().contains("corrupt"),
+        "{body}"
+    );
     // A schema that does not resolve: a departments backup into employees.
     let dm = backup(&app, &key, "departments", "").await;
     let dfile = download(&app, &key, "departments", dm["id"].as_str().unwrap()).await;
@@ -248,9 +272,24 @@ async fn backups_are_versioned_pruned_and_private_to_their_tenant(b: Backend) {
     assert_eq!(error_code(r).await, (400, "invalid_query".into()));
     let r = app.client.post(app.url("/v1/tables/nope/backups")).bearer_auth(&a).send().await.unwrap();
     assert_eq!(error_code(r).await, (404, "table_not_found".into()));
-    let r = app.client.post(app.url("/v1/tables/jobs/restore")).bearer_auth(&a).header("content-type", "text/plain").body("x").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/tables/jobs/restore"))
+        .bearer_auth(&a)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (415, "unsupported_media_type".into()));
-    let r = app.client.post(app.url("/v1/tables/jobs/restore")).bearer_auth(&a).json(&json!({"id": 1})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/tables/jobs/restore"))
+        .bearer_auth(&a)
+        .json(&json!({"id": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "malformed_json".into()));
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("strata_backup_rows_total{table=\"jobs\"}"));
@@ -260,16 +299,32 @@ async fn a_self_referencing_table_restores_whatever_its_key_order(b: Backend) {
     let app = spawn_app(b).await;
     let key = app.tenant("acme", false).await;
     let def = "name = \"org\"\n[[tables]]\nname = \"people\"\nprimary_key = \"id\"\ncolumns = [{name = \"id\", type = \"integer\"}, {name = \"manager\", type = \"integer\", references = \"people\", required = false}]\n";
-    let r = app.client.put(app.url("/v1/datasets/org")).bearer_auth(&key).header("content-type", "application/toml").body(def).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/datasets/org"))
+        .bearer_auth(&key)
+        .header("content-type", "application/toml")
+        .body(def)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // Parents first when loading; in key order the child (1) comes before its manager (2).
-    let r: Json = app.post_rows(&key, "people", json!({"rows": [{"id": 2}, {"id": 1, "manager": 2}, {"id": 3, "manager": 9}]})).await.json().await.unwrap();
+    let r: Json = app
+        .post_rows(&key, "people", json!({"rows": [{"id": 2}, {"id": 1, "manager": 2}, {"id": 3, "manager": 9}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["accepted"], 2);
     let m = backup(&app, &key, "people", "").await;
     app.post_rows(&key, "people", json!({"rows": [{"id": 4}]})).await;
     let r = restore_id(&app, &key, "people", m["id"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(app.all_rows(&key, "people").await, vec![json!({"id": 1, "manager": 2}), json!({"id": 2, "manager": null})]);
+    assert_eq!(
+        app.all_rows(&key, "people").await,
+        vec![json!({"id": 1, "manager": 2}), json!({"id": 2, "manager": null})]
+    );
 }
 
 crate::on_both_backends!(

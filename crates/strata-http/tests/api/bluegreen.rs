@@ -49,13 +49,16 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("nginx must be installed (scripts/test.sh installs it)");
+        let log = prefix.path().join("error.log");
+        // Built at once, so its Drop kills nginx even if it never comes up.
+        let nginx = Nginx { child, endpoint: format!("http://127.0.0.1:{port}"), prefix };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Nginx { child, endpoint: format!("http://127.0.0.1:{port}"), prefix };
+                return nginx;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("nginx did not start; see {}/error.log", prefix.path().display());
+        panic!("nginx did not start; see {}", log.display());
     }
 
     pub fn active_file(&self) -> std::path::PathBuf {
@@ -113,13 +116,31 @@ async fn a_stale_strategy_gets_456_while_registered_queries_finish_on_the_old_st
     assert_eq!(err.message(), "status: 456");
     let s = session(&mut c, "blue", "acme", &key).await;
     let prep = c
-        .prepare_statement_v2(with_strategy(PrepareStatementV2Request { session_id: s.clone(), catalog: "strata".into(), query_string: TEN_THOUSAND.into(), ..Default::default() }, "blue"))
+        .prepare_statement_v2(with_strategy(
+            PrepareStatementV2Request {
+                session_id: s.clone(),
+                catalog: "strata".into(),
+                query_string: TEN_THOUSAND.into(),
+                ..Default::default()
+            },
+            "blue",
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((prep.engine_ip.as_str(), prep.new_strategy), ("blue", None));
     let r = QueryRef { engine_ip: prep.engine_ip.clone(), session_id: s.clone(), query_id: prep.query_id.clone() };
-    c.execute_statement_v2(with_strategy(ExecuteStatementV2Request { engine_ip: r.engine_ip.clone(), session_id: s.clone(), query_id: r.query_id.clone(), ..Default::default() }, "blue")).await.unwrap();
+    c.execute_statement_v2(with_strategy(
+        ExecuteStatementV2Request {
+            engine_ip: r.engine_ip.clone(),
+            session_id: s.clone(),
+            query_id: r.query_id.clone(),
+            ..Default::default()
+        },
+        "blue",
+    ))
+    .await
+    .unwrap();
     let first = c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
     assert!(!first.result_batch.is_empty());
 
@@ -138,7 +159,13 @@ async fn a_stale_strategy_gets_456_while_registered_queries_finish_on_the_old_st
     wait_for("the flip", async || app.store.deploy_state().await.unwrap().active == Stack::Green).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Blue refuses new work now...
-    let err = c.prepare_statement_v2(with_strategy(PrepareStatementV2Request { session_id: s.clone(), query_string: "SELECT 1".into(), ..Default::default() }, "blue")).await.unwrap_err();
+    let err = c
+        .prepare_statement_v2(with_strategy(
+            PrepareStatementV2Request { session_id: s.clone(), query_string: "SELECT 1".into(), ..Default::default() },
+            "blue",
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(err.message(), "status: 456");
     // ...but serves the query it owns to the end, even with the green session and header
     // (sessions are valid on both stacks; the real connector sends such mixtures).
@@ -154,7 +181,17 @@ async fn a_stale_strategy_gets_456_while_registered_queries_finish_on_the_old_st
     }
     assert_eq!(rows, (1..=10_000).collect::<Vec<i64>>());
     assert!(!switch.is_finished(), "the switch waits for blue to drain");
-    c.clear_or_cancel_query(with_strategy(ClearOrCancelQueryRequest { engine_ip: r.engine_ip.clone(), session_id: s.clone(), query_id: r.query_id.clone(), is_done: None }, "blue")).await.unwrap();
+    c.clear_or_cancel_query(with_strategy(
+        ClearOrCancelQueryRequest {
+            engine_ip: r.engine_ip.clone(),
+            session_id: s.clone(),
+            query_id: r.query_id.clone(),
+            is_done: None,
+        },
+        "blue",
+    ))
+    .await
+    .unwrap();
     let record = switch.await.unwrap().unwrap();
     assert_eq!((record.from.as_str(), record.to.as_str(), record.outcome.as_str()), ("blue", "green", "completed"));
     let history = app.store.deploy_history(10).await.unwrap();
@@ -195,43 +232,76 @@ async fn a_switch_to_a_stack_that_is_not_ready_is_refused_and_recorded(b: Backen
 
 async fn the_admin_api_switches_and_rolls_back_and_refuses_bad_requests(b: Backend) {
     let token = "an-admin-token-of-some-length";
-    let app = spawn_app_with(b, strata_http::startup::Options {
-        admin_token: Some(token.into()),
-        switch: quick("unused"),
-        ..Default::default()
-    })
+    let app = spawn_app_with(
+        b,
+        strata_http::startup::Options {
+            admin_token: Some(token.into()),
+            switch: quick("unused"),
+            ..Default::default()
+        },
+    )
     .await;
     let tenant_key = app.tenant("acme", true).await;
     let (blue, green) = two_stacks(&app).await;
     let url = app.url("/v1/admin/deploy");
     assert_eq!(error_code(app.client.get(&url).send().await.unwrap()).await, (401, "missing_authorization".into()));
-    assert_eq!(error_code(app.client.get(&url).bearer_auth("wrong").send().await.unwrap()).await, (401, "invalid_admin_token".into()));
-    assert_eq!(error_code(app.client.get(&url).bearer_auth(&tenant_key).send().await.unwrap()).await, (401, "invalid_admin_token".into()));
+    assert_eq!(
+        error_code(app.client.get(&url).bearer_auth("wrong").send().await.unwrap()).await,
+        (401, "invalid_admin_token".into())
+    );
+    assert_eq!(
+        error_code(app.client.get(&url).bearer_auth(&tenant_key).send().await.unwrap()).await,
+        (401, "invalid_admin_token".into())
+    );
     let post = |path: &str, body: &str| {
-        app.client.post(app.url(path)).bearer_auth(token).header("content-type", "application/json").body(body.to_string()).send()
+        app.client
+            .post(app.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
     };
-    assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"purple"}"#).await.unwrap()).await, (400, "invalid_stack".into()));
-    assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"#).await.unwrap()).await, (400, "malformed_json".into()));
-    assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"green","extra":1}"#).await.unwrap()).await, (400, "malformed_json".into()));
+    assert_eq!(
+        error_code(post("/v1/admin/deploy/switch", r#"{"to":"purple"}"#).await.unwrap()).await,
+        (400, "invalid_stack".into())
+    );
+    assert_eq!(
+        error_code(post("/v1/admin/deploy/switch", r#"{"to":"#).await.unwrap()).await,
+        (400, "malformed_json".into())
+    );
+    assert_eq!(
+        error_code(post("/v1/admin/deploy/switch", r#"{"to":"green","extra":1}"#).await.unwrap()).await,
+        (400, "malformed_json".into())
+    );
     let huge = format!(r#"{{"to":"green","actor":"{}"}}"#, "x".repeat(5000));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", &huge).await.unwrap()).await, (413, "body_too_large".into()));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", "").await.unwrap()).await, (400, "malformed_json".into()));
-    assert_eq!(error_code(post("/v1/admin/deploy/switch", r#"{"to":"blue"}"#).await.unwrap()).await, (409, "switch_refused".into()));
+    assert_eq!(
+        error_code(post("/v1/admin/deploy/switch", r#"{"to":"blue"}"#).await.unwrap()).await,
+        (409, "switch_refused".into())
+    );
     let r = post("/v1/admin/deploy/switch", r#"{"to":"green","actor":"alice"}"#).await.unwrap();
     assert_eq!(r.status(), 200);
     let rec: serde_json::Value = r.json().await.unwrap();
-    assert_eq!((rec["from"].as_str(), rec["to"].as_str(), rec["outcome"].as_str(), rec["actor"].as_str()),
-               (Some("blue"), Some("green"), Some("completed"), Some("admin-api:alice")));
+    assert_eq!(
+        (rec["from"].as_str(), rec["to"].as_str(), rec["outcome"].as_str(), rec["actor"].as_str()),
+        (Some("blue"), Some("green"), Some("completed"), Some("admin-api:alice"))
+    );
     let r = post("/v1/admin/deploy/rollback", "").await.unwrap();
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["to"], "blue");
     let st: serde_json::Value = app.client.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
     assert_eq!(st["active"], "blue");
     assert_eq!(st["instances"].as_array().unwrap().len(), 2);
-    assert_eq!(st["history"].as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect::<Vec<_>>(),
-               ["completed", "completed", "refused"]);
+    assert_eq!(
+        st["history"].as_array().unwrap().iter().map(|h| h["outcome"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["completed", "completed", "refused"]
+    );
     // Without a configured token the admin API does not exist.
     let plain = spawn_app(b).await;
-    assert_eq!(error_code(plain.client.get(plain.url("/v1/admin/deploy")).bearer_auth(token).send().await.unwrap()).await, (404, "admin_api_disabled".into()));
+    assert_eq!(
+        error_code(plain.client.get(plain.url("/v1/admin/deploy")).bearer_auth(token).send().await.unwrap()).await,
+        (404, "admin_api_disabled".into())
+    );
     let _ = json!({});
     blue.stop().await;
     green.stop().await;
@@ -263,10 +333,16 @@ async fn a_cancel_or_clear_that_reaches_the_other_stack_still_stops_the_query(b:
     let (blue, green) = two_stacks(&app).await;
     let mut c = raw(&blue.endpoint).await;
     let s = session(&mut c, "blue", "acme", &key).await;
-    let prepare = |sql: &str| PrepareStatementV2Request { session_id: s.clone(), query_string: sql.into(), ..Default::default() };
+    let prepare =
+        |sql: &str| PrepareStatementV2Request { session_id: s.clone(), query_string: sql.into(), ..Default::default() };
     let endless = c.prepare_statement_v2(with_strategy(prepare(ENDLESS_COUNT), "blue")).await.unwrap().into_inner();
     let idle = c.prepare_statement_v2(with_strategy(prepare("SELECT 1"), "blue")).await.unwrap().into_inner();
-    let exec = ExecuteStatementV2Request { engine_ip: endless.engine_ip.clone(), session_id: s.clone(), query_id: endless.query_id.clone(), ..Default::default() };
+    let exec = ExecuteStatementV2Request {
+        engine_ip: endless.engine_ip.clone(),
+        session_id: s.clone(),
+        query_id: endless.query_id.clone(),
+        ..Default::default()
+    };
     let mut c2 = c.clone();
     let running = tokio::spawn(async move { c2.execute_statement_v2(with_strategy(exec, "blue")).await });
     let mut o = quick("test");
@@ -274,12 +350,30 @@ async fn a_cancel_or_clear_that_reaches_the_other_stack_still_stops_the_query(b:
     deploy::switch(&app.store, Stack::Green, &o).await.unwrap();
     let mut g = raw(&green.endpoint).await;
     let gs = session(&mut g, "green", "acme", &key).await;
-    let r = |q: &PrepareStatementResponse| QueryRef { engine_ip: String::new(), session_id: gs.clone(), query_id: q.query_id.clone() };
+    let r = |q: &PrepareStatementResponse| QueryRef {
+        engine_ip: String::new(),
+        session_id: gs.clone(),
+        query_id: q.query_id.clone(),
+    };
     g.cancel_query(with_strategy(r(&endless), "green")).await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(20), running).await.expect("the cancel never reached blue").unwrap().unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the cancel never reached blue")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.code(), Code::Cancelled, "{err:?}");
     let q = r(&idle);
-    g.clear_or_cancel_query(with_strategy(ClearOrCancelQueryRequest { engine_ip: String::new(), session_id: q.session_id.clone(), query_id: q.query_id.clone(), is_done: None }, "green")).await.unwrap();
+    g.clear_or_cancel_query(with_strategy(
+        ClearOrCancelQueryRequest {
+            engine_ip: String::new(),
+            session_id: q.session_id.clone(),
+            query_id: q.query_id.clone(),
+            is_done: None,
+        },
+        "green",
+    ))
+    .await
+    .unwrap();
     let err = c.status(with_strategy(QueryRef { session_id: s.clone(), ..q }, "blue")).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "the clear reached blue");
     blue.stop().await;
@@ -351,7 +445,10 @@ async fn nginx_routes_by_header_and_calls_without_one_follow_the_active_stack() 
     assert!(rec.detail.contains("nginx reloaded"), "{}", rec.detail);
     wait_for("nginx to route to green", async || {
         let mut c = raw(&r.nginx.endpoint).await;
-        c.authenticate(tonic::Request::new(auth.clone())).await.map(|x| engine(x.into_inner()) == "green").unwrap_or(false)
+        c.authenticate(tonic::Request::new(auth.clone()))
+            .await
+            .map(|x| engine(x.into_inner()) == "green")
+            .unwrap_or(false)
     })
     .await;
     assert_eq!(engine(c.authenticate(with_strategy(auth.clone(), "green")).await.unwrap().into_inner()), "green");
@@ -453,7 +550,11 @@ async fn cancel_reaches_the_old_stack_after_a_switch() {
     assert_eq!(s, "green");
     // ...and the cancel of the blue query still reaches blue.
     conn.cancel_query(&q).await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(20), running).await.expect("cancel did not stop the query").unwrap().unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("cancel did not stop the query")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.code(), Some(Code::Cancelled), "{err}");
     r.stop().await;
 }

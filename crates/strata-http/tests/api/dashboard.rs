@@ -18,12 +18,10 @@ async fn the_dashboard_renders_both_reports_correctly_in_headless_chromium() {
     let base = app.url("");
     let script = format!("{dir}/dashboard.mjs");
     let args = [base.clone(), key.clone(), artifacts.clone()];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node").arg(script).args(args).output()
-    })
-    .await
-    .unwrap()
-    .expect("node must be installed");
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("node").arg(script).args(args).output())
+        .await
+        .unwrap()
+        .expect("node must be installed");
     assert!(
         out.status.success(),
         "browser test failed:\n{}\n{}",

@@ -56,12 +56,20 @@ pub fn with_strategy<T>(msg: T, strategy: &str) -> tonic::Request<T> {
     r
 }
 
-pub async fn session(c: &mut QueryEngineServiceClient<tonic::transport::Channel>, strategy: &str, tenant: &str, key: &str) -> String {
-    c.authenticate(with_strategy(AuthenticateRequest { user: tenant.into(), password: key.into(), ..Default::default() }, strategy))
-        .await
-        .unwrap()
-        .into_inner()
-        .session_id
+pub async fn session(
+    c: &mut QueryEngineServiceClient<tonic::transport::Channel>,
+    strategy: &str,
+    tenant: &str,
+    key: &str,
+) -> String {
+    c.authenticate(with_strategy(
+        AuthenticateRequest { user: tenant.into(), password: key.into(), ..Default::default() },
+        strategy,
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .session_id
 }
 
 /// Shared with the multi-process tests in strata-cli.
@@ -69,8 +77,15 @@ const TYPES_TOML: &str = include_str!("shop_types.toml");
 
 async fn shop(app: &TestApp, tenant: &str) -> String {
     let key = app.tenant(tenant, false).await;
-    let r = app.client.put(app.url("/v1/datasets/shop")).bearer_auth(&key).header("content-type", "application/toml")
-        .body(TYPES_TOML).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/datasets/shop"))
+        .bearer_auth(&key)
+        .header("content-type", "application/toml")
+        .body(TYPES_TOML)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let rows = json!({"rows": [
         {"sku": "A-1", "price": "19.99", "launched": "2024-02-29", "active": true, "updated_at": "2024-02-29T12:34:56.789123Z", "stock": 7},
@@ -94,22 +109,54 @@ async fn the_connector_reads_every_column_type_with_exact_values(b: Backend) {
     let mut cur = conn.cursor();
     cur.execute("SELECT sku, price, launched, active, updated_at, stock FROM products ORDER BY sku;").await.unwrap();
     let types: Vec<_> = cur.description().iter().map(|c| (c.name.as_str(), c.type_name.as_str())).collect();
-    assert_eq!(types, [("sku", "STRING"), ("price", "DECIMAL128"), ("launched", "DATE"), ("active", "BOOLEAN"),
-        ("updated_at", "DATETIME"), ("stock", "LONG")]);
+    assert_eq!(
+        types,
+        [
+            ("sku", "STRING"),
+            ("price", "DECIMAL128"),
+            ("launched", "DATE"),
+            ("active", "BOOLEAN"),
+            ("updated_at", "DATETIME"),
+            ("stock", "LONG")
+        ]
+    );
     assert_eq!(cur.rowcount(), 3, "a small result knows its row count at execute");
     let rows = cur.fetch_all().await.unwrap();
     let d = |s: &str| Value::Date(chrono::NaiveDate::from_str(s).unwrap());
-    assert_eq!(rows, vec![
-        vec![Value::String("A-1".into()), Value::Decimal(Decimal::from_str("19.99").unwrap()), d("2024-02-29"),
-             Value::Bool(true), dt("2024-02-29T12:34:56.789123Z"), Value::Int(7)],
-        vec![Value::String("B-2".into()), Value::Decimal(Decimal::from_str("-0.05").unwrap()), d("1969-07-20"),
-             Value::Bool(false), dt("1969-12-31T23:59:59Z"), Value::Int(-3)],
-        vec![Value::String("C-3".into()), Value::Decimal(Decimal::from_str("123456.70").unwrap()), Value::Null,
-             Value::Null, Value::Null, Value::Null],
-    ]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Value::String("A-1".into()),
+                Value::Decimal(Decimal::from_str("19.99").unwrap()),
+                d("2024-02-29"),
+                Value::Bool(true),
+                dt("2024-02-29T12:34:56.789123Z"),
+                Value::Int(7)
+            ],
+            vec![
+                Value::String("B-2".into()),
+                Value::Decimal(Decimal::from_str("-0.05").unwrap()),
+                d("1969-07-20"),
+                Value::Bool(false),
+                dt("1969-12-31T23:59:59Z"),
+                Value::Int(-3)
+            ],
+            vec![
+                Value::String("C-3".into()),
+                Value::Decimal(Decimal::from_str("123456.70").unwrap()),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+        ]
+    );
     // Computed columns get a type from the database.
     let mut cur = conn.cursor();
-    cur.execute("SELECT count(*) AS n, sum(stock) AS s, avg(stock * 1.0) AS a, max(sku) AS m FROM products").await.unwrap();
+    cur.execute("SELECT count(*) AS n, sum(stock) AS s, avg(stock * 1.0) AS a, max(sku) AS m FROM products")
+        .await
+        .unwrap();
     let row = cur.fetch_one().await.unwrap().unwrap();
     assert_eq!(row[0], Value::Int(3));
     // PostgreSQL sums bigints into numeric; SQLite into an integer.
@@ -159,7 +206,9 @@ async fn hr_joins_aggregates_and_ctes_agree_with_the_rest_api(b: Backend) {
 
     // Nullable job ids and datetimes survive, row by row.
     let mut cur = conn.cursor();
-    cur.execute("SELECT employee_id, employee_name, hiring_date, job_id FROM employees ORDER BY employee_id LIMIT 5").await.unwrap();
+    cur.execute("SELECT employee_id, employee_name, hiring_date, job_id FROM employees ORDER BY employee_id LIMIT 5")
+        .await
+        .unwrap();
     let rows = cur.fetch_all().await.unwrap();
     for (row, e) in rows.iter().zip(&employees) {
         assert_eq!(row[0], Value::Int(e["employee_id"].as_i64().unwrap()));
@@ -238,7 +287,10 @@ async fn anything_but_a_select_over_the_tenants_tables_is_refused_and_changes_no
     let mut cur = conn.cursor();
     cur.execute("SELECT (SELECT count(*) FROM employees), (SELECT count(*) FROM jobs)").await.unwrap();
     let n = app.all_rows(&key, "employees").await.len() as i64;
-    assert_eq!(cur.fetch_all().await.unwrap(), vec![vec![Value::Int(n), Value::Int(app.all_rows(&key, "jobs").await.len() as i64)]]);
+    assert_eq!(
+        cur.fetch_all().await.unwrap(),
+        vec![vec![Value::Int(n), Value::Int(app.all_rows(&key, "jobs").await.len() as i64)]]
+    );
     assert_eq!(app.all_rows(&other, "products").await.len(), 3);
     g.stop().await;
 }
@@ -265,7 +317,12 @@ async fn cancel_really_stops_a_running_query(b: Backend) {
     let mut c = raw(&g.endpoint).await;
     let s = session(&mut c, "blue", "acme", &key).await;
     for id in ["", "nope", &q.id, &q.id] {
-        c.clear_or_cancel_query(with_strategy(ClearOrCancelQueryRequest { session_id: s.clone(), query_id: id.into(), ..Default::default() }, "green")).await.unwrap();
+        c.clear_or_cancel_query(with_strategy(
+            ClearOrCancelQueryRequest { session_id: s.clone(), query_id: id.into(), ..Default::default() },
+            "green",
+        ))
+        .await
+        .unwrap();
     }
     g.stop().await;
 }
@@ -288,8 +345,14 @@ async fn bad_credentials_get_an_empty_session(b: Backend) {
     let other = app.tenant("globex", true).await;
     let g = grpc(&app, Stack::Blue, |_| {}).await;
     let mut c = raw(&g.endpoint).await;
-    for (user, pw) in [("acme", "wrong"), ("acme", other.as_str()), ("globex", key.as_str()), ("", ""), ("../etc", key.as_str()),
-                       ("acme' OR '1'='1", key.as_str())] {
+    for (user, pw) in [
+        ("acme", "wrong"),
+        ("acme", other.as_str()),
+        ("globex", key.as_str()),
+        ("", ""),
+        ("../etc", key.as_str()),
+        ("acme' OR '1'='1", key.as_str()),
+    ] {
         assert_eq!(session(&mut c, "blue", user, pw).await, "", "{user}");
     }
     assert!(!session(&mut c, "blue", "acme", &key).await.is_empty());
@@ -298,7 +361,17 @@ async fn bad_credentials_get_an_empty_session(b: Backend) {
     // Debug output never shows the password.
     assert!(!format!("{:?}", Config::new(&g.endpoint, "acme", &key)).contains(&key));
     // A call with an unknown session gets the answer on which the connector re-authenticates.
-    let err = c.prepare_statement_v2(with_strategy(PrepareStatementV2Request { session_id: "forged".into(), query_string: "SELECT 1".into(), ..Default::default() }, "blue")).await.unwrap_err();
+    let err = c
+        .prepare_statement_v2(with_strategy(
+            PrepareStatementV2Request {
+                session_id: "forged".into(),
+                query_string: "SELECT 1".into(),
+                ..Default::default()
+            },
+            "blue",
+        ))
+        .await
+        .unwrap_err();
     assert_eq!((err.code(), err.message().starts_with("Access denied")), (Code::Internal, true));
     g.stop().await;
 }
@@ -314,7 +387,18 @@ async fn another_tenants_query_ids_look_unknown(b: Backend) {
     let mut c = raw(&g.endpoint).await;
     let s = session(&mut c, "blue", "globex", &z).await;
     let r = QueryRef { engine_ip: q.engine_ip.clone(), session_id: s.clone(), query_id: q.id.clone() };
-    let err = c.execute_statement(with_strategy(ExecuteStatementRequest { engine_ip: q.engine_ip.clone(), session_id: s.clone(), query_id: q.id.clone(), ..Default::default() }, "blue")).await.unwrap_err();
+    let err = c
+        .execute_statement(with_strategy(
+            ExecuteStatementRequest {
+                engine_ip: q.engine_ip.clone(),
+                session_id: s.clone(),
+                query_id: q.id.clone(),
+                ..Default::default()
+            },
+            "blue",
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap_err().code(), Code::NotFound);
     // Their cancel is answered OK (cleanup never fails) but does nothing to acme's query.
@@ -373,24 +457,75 @@ async fn dry_run_status_explain_analyze_and_catalogs_answer(b: Backend) {
     let g = grpc(&app, Stack::Blue, |_| {}).await;
     let mut c = raw(&g.endpoint).await;
     let s = session(&mut c, "blue", "acme", &key).await;
-    let dry = |sql: &str| DryRunRequestV2 { session_id: s.clone(), query_string: sql.into(), catalog: "strata".into(), ..Default::default() };
-    let ok: serde_json::Value = serde_json::from_str(&c.dry_run_v2(with_strategy(dry("SELECT count(*) FROM hr.jobs"), "blue")).await.unwrap().into_inner().dryrun_value).unwrap();
+    let dry = |sql: &str| DryRunRequestV2 {
+        session_id: s.clone(),
+        query_string: sql.into(),
+        catalog: "strata".into(),
+        ..Default::default()
+    };
+    let ok: serde_json::Value = serde_json::from_str(
+        &c.dry_run_v2(with_strategy(dry("SELECT count(*) FROM hr.jobs"), "blue"))
+            .await
+            .unwrap()
+            .into_inner()
+            .dryrun_value,
+    )
+    .unwrap();
     assert_eq!(ok, json!({"valid": true, "query": "SELECT count(*) FROM jobs"}));
-    let bad: serde_json::Value = serde_json::from_str(&c.dry_run(with_strategy(DryRunRequest { session_id: s.clone(), query_string: "DELETE FROM jobs".into(), ..Default::default() }, "blue")).await.unwrap().into_inner().dryrun_value).unwrap();
+    let bad: serde_json::Value = serde_json::from_str(
+        &c.dry_run(with_strategy(
+            DryRunRequest { session_id: s.clone(), query_string: "DELETE FROM jobs".into(), ..Default::default() },
+            "blue",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .dryrun_value,
+    )
+    .unwrap();
     assert_eq!(bad["valid"], false);
     assert!(bad["error"].as_str().unwrap().contains("only SELECT"), "{bad}");
 
-    let p = c.prepare_statement(with_strategy(PrepareStatementRequest { session_id: s.clone(), query_string: "SELECT 1 UNION ALL SELECT 2".into(), ..Default::default() }, "blue")).await.unwrap().into_inner();
+    let p = c
+        .prepare_statement(with_strategy(
+            PrepareStatementRequest {
+                session_id: s.clone(),
+                query_string: "SELECT 1 UNION ALL SELECT 2".into(),
+                ..Default::default()
+            },
+            "blue",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     let r = QueryRef { engine_ip: p.engine_ip.clone(), session_id: s.clone(), query_id: p.query_id.clone() };
     let st = c.status(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
     assert_eq!((st.status, st.row_count), (false, 0), "prepared, not run");
-    c.execute_statement(with_strategy(ExecuteStatementRequest { engine_ip: r.engine_ip.clone(), session_id: s.clone(), query_id: r.query_id.clone(), ..Default::default() }, "blue")).await.unwrap();
+    c.execute_statement(with_strategy(
+        ExecuteStatementRequest {
+            engine_ip: r.engine_ip.clone(),
+            session_id: s.clone(),
+            query_id: r.query_id.clone(),
+            ..Default::default()
+        },
+        "blue",
+    ))
+    .await
+    .unwrap();
     let md = c.get_result_metadata(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
     let (rows, fields) = strata_client::wire::decode_metadata(&md.result_meta_data).unwrap();
     assert_eq!((rows, fields.len()), (2, 1));
-    while !c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner().result_batch.is_empty() {}
+    while !c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner().result_batch.is_empty()
+    {
+    }
     // After the end, more calls keep answering "end", and status says done.
-    assert!(c.get_next_result_batch(with_strategy(r.clone(), "blue")).await.unwrap().into_inner().result_batch.is_empty());
+    assert!(c
+        .get_next_result_batch(with_strategy(r.clone(), "blue"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result_batch
+        .is_empty());
     let st = c.status(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();
     assert_eq!((st.status, st.row_count), (true, 2));
     let ea = c.explain_analyze(with_strategy(r.clone(), "blue")).await.unwrap().into_inner();

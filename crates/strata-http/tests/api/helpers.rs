@@ -41,10 +41,7 @@ impl PgDatabase {
             .await
             .expect("PostgreSQL must run on 127.0.0.1:5432 for the test suite");
         tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         Self { name }
     }
 
@@ -62,13 +59,9 @@ impl Drop for PgDatabase {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
-                {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
             });
         })
@@ -188,9 +181,7 @@ impl TestApp {
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let r = self
-                .get(key, &format!("/v1/tables/{table}/rows?limit=1000&after={after}"))
-                .await;
+            let r = self.get(key, &format!("/v1/tables/{table}/rows?limit=1000&after={after}")).await;
             assert_eq!(r.status(), 200);
             let page: Json = r.json().await.unwrap();
             out.extend(page["rows"].as_array().unwrap().iter().cloned());
@@ -200,7 +191,6 @@ impl TestApp {
             }
         }
     }
-
 }
 
 pub async fn error_code(r: reqwest::Response) -> (u16, String) {

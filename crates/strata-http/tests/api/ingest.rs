@@ -35,9 +35,13 @@ async fn only_the_valid_rows_of_a_mixed_batch_are_committed_and_the_rest_logged(
     assert_eq!(report["rejected"], 3);
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors[0]["row"], 1);
-    assert_eq!(errors[0]["errors"], json!([{"column": "job_id", "code": "missing_field", "reason": "value is required but missing"}]));
+    assert_eq!(
+        errors[0]["errors"],
+        json!([{"column": "job_id", "code": "missing_field", "reason": "value is required but missing"}])
+    );
     assert_eq!(errors[1]["row"], 2);
-    let cols: Vec<&str> = errors[1]["errors"].as_array().unwrap().iter().map(|e| e["column"].as_str().unwrap()).collect();
+    let cols: Vec<&str> =
+        errors[1]["errors"].as_array().unwrap().iter().map(|e| e["column"].as_str().unwrap()).collect();
     assert_eq!(cols, vec!["employee_id", "employee_name", "hiring_date", "salary"]);
     assert_eq!(errors[2]["errors"][0]["code"], "duplicate_key");
     assert_eq!(app.get(&key, "/v1/tables/employees/rows/5001").await.status(), 404);
@@ -48,7 +52,8 @@ async fn only_the_valid_rows_of_a_mixed_batch_are_committed_and_the_rest_logged(
     assert_eq!(log[0]["source_id"], report["batch_id"]);
     assert_eq!(log[0]["row"], 4, "newest first");
     // An unknown department is caught too once the row is otherwise valid.
-    let r: Json = app.post_rows(&key, "employees", json!({"rows": [employee(5004, "X", 99, 1)]})).await.json().await.unwrap();
+    let r: Json =
+        app.post_rows(&key, "employees", json!({"rows": [employee(5004, "X", 99, 1)]})).await.json().await.unwrap();
     assert_eq!(r["errors"][0]["errors"][0]["code"], "unknown_foreign_key");
 }
 
@@ -68,8 +73,16 @@ async fn batch_size_limits_are_enforced_and_nothing_is_inserted(b: Backend) {
     assert_eq!(app.get(&key, "/v1/tables/employees/rows/20000").await.status(), 404);
     // A body far beyond any real batch is refused before parsing.
     let huge = vec![b'x'; 17 << 20];
-    let r = app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key).header("connection", "close")
-        .header("content-type", "text/csv").body(huge).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/tables/employees/rows"))
+        .bearer_auth(&key)
+        .header("connection", "close")
+        .header("content-type", "text/csv")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (413, "body_too_large".into()));
 }
 
@@ -107,8 +120,15 @@ async fn csv_batches_use_the_same_rules_as_the_seed_incremental_files(b: Backend
     let (app, key) = setup(b).await;
     for (table, expect_accepted) in [("departments", 1), ("jobs", 1), ("employees", 0)] {
         let body = data_file(&format!("new_records/{table}.csv"));
-        let r = app.client.post(app.url(&format!("/v1/tables/{table}/rows"))).bearer_auth(&key)
-            .header("content-type", "text/csv").body(body).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(&format!("/v1/tables/{table}/rows")))
+            .bearer_auth(&key)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let report: Json = r.json().await.unwrap();
         assert_eq!(report["accepted"], expect_accepted, "{table}: {report}");
         if table == "employees" {
@@ -124,8 +144,12 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_applied_once(b: Backen
     let (app, key) = setup(b).await;
     let body = json!({"rows": [employee(7000, "Once", 1, 1), employee(1, "dup", 1, 1)]});
     let send = |k: &'static str, body: Json| {
-        app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key)
-            .header("idempotency-key", k).json(&body).send()
+        app.client
+            .post(app.url("/v1/tables/employees/rows"))
+            .bearer_auth(&key)
+            .header("idempotency-key", k)
+            .json(&body)
+            .send()
     };
     let first = send("key-1", body.clone()).await.unwrap();
     assert_eq!(first.status(), 200);
@@ -141,8 +165,15 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_applied_once(b: Backen
     let dup_logs = log["rejections"].as_array().unwrap().iter().filter(|r| r["source"] == "batch").count();
     assert_eq!(dup_logs, 1, "a replay logs nothing again");
     for bad in ["", &"k".repeat(256), "has space", "tab\there"] {
-        let r = app.client.post(app.url("/v1/tables/employees/rows")).bearer_auth(&key)
-            .header("idempotency-key", bad).json(&body).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/v1/tables/employees/rows"))
+            .bearer_auth(&key)
+            .header("idempotency-key", bad)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_code(r).await, (400, "invalid_idempotency_key".into()), "{bad:?}");
     }
 }
@@ -157,8 +188,8 @@ async fn racing_retries_with_one_idempotency_key_insert_once_and_answer_alike(b:
         let key = key.clone();
         let body = body.clone();
         handles.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(key).header("idempotency-key", "race-1")
-                .json(&body).send().await.unwrap();
+            let r =
+                client.post(url).bearer_auth(key).header("idempotency-key", "race-1").json(&body).send().await.unwrap();
             assert_eq!(r.status(), 200);
             r.json::<Json>().await.unwrap()
         }));
@@ -183,7 +214,12 @@ async fn hostile_values_are_stored_literally(b: Backend) {
         let row: Json = app.get(&key, &format!("/v1/tables/employees/rows/{}", 9000 + i)).await.json().await.unwrap();
         assert_eq!(row["employee_name"], *n);
     }
-    let r: Json = app.post_rows(&key, "employees", json!({"rows": [employee(9100, "nul\u{0}byte", 1, 1)]})).await.json().await.unwrap();
+    let r: Json = app
+        .post_rows(&key, "employees", json!({"rows": [employee(9100, "nul\u{0}byte", 1, 1)]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["errors"][0]["errors"][0]["code"], "invalid_string");
 }
 

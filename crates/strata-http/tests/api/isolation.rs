@@ -22,7 +22,12 @@ async fn a_tenant_never_sees_or_changes_another_tenants_data(b: Backend) {
     assert_eq!(page["rows"], json!([]));
 
     // B's writes land in B only, even with A's ids.
-    let r: Json = app.post_rows(&b_key, "departments", json!({"rows": [{"department_id": 1, "department_name": "B's own"}]})).await.json().await.unwrap();
+    let r: Json = app
+        .post_rows(&b_key, "departments", json!({"rows": [{"department_id": 1, "department_name": "B's own"}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["accepted"], 1);
     let r = app.load(&b_key, "jobs", b"1,B job".to_vec()).await;
     assert_eq!(r.status(), 200);
@@ -42,8 +47,15 @@ async fn a_tenant_never_sees_or_changes_another_tenants_data(b: Backend) {
     assert_eq!(error_code(r).await, (404, "table_not_found".into()));
     let r = app.load(&c_key, "employees", b"1,x,2021-01-01T00:00:00Z,1,1".to_vec()).await;
     assert_eq!(error_code(r).await, (404, "table_not_found".into()));
-    let r = app.client.put(app.url("/v1/datasets/hr")).bearer_auth(&c_key)
-        .header("content-type", "application/toml").body(strata_domain::hr::HR_TOML).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/datasets/hr"))
+        .bearer_auth(&c_key)
+        .header("content-type", "application/toml")
+        .body(strata_domain::hr::HR_TOML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "C may install HR for itself");
     let page: Json = app.get(&c_key, "/v1/tables/employees/rows").await.json().await.unwrap();
     assert_eq!(page["rows"], json!([]), "and still sees none of A's rows");
@@ -51,8 +63,15 @@ async fn a_tenant_never_sees_or_changes_another_tenants_data(b: Backend) {
     // Idempotency keys are per tenant: the same key in B is a different request.
     let body = json!({"rows": [{"department_id": 2, "department_name": "B two"}]});
     for key in [&a, &b_key] {
-        let r = app.client.post(app.url("/v1/tables/departments/rows")).bearer_auth(key)
-            .header("idempotency-key", "shared").json(&body).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/v1/tables/departments/rows"))
+            .bearer_auth(key)
+            .header("idempotency-key", "shared")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("idempotent-replayed").is_none());
     }

@@ -74,15 +74,15 @@ async fn every_kind_of_bad_row_is_rejected_with_its_reason_and_nothing_else_chan
     app.load(&key, "departments", b"1,Sales\n2,Support".to_vec()).await;
     app.load(&key, "jobs", b"1,Engineer".to_vec()).await;
     let body = [
-        "10,Ann,2021-01-01T00:00:00Z,1,1",          // ok
-        "11,Bob,2021-01-01T00:00:00Z,3,1",          // unknown department
-        "12,Cid,2021-13-01T00:00:00Z,1,1",          // bad datetime
-        "x13,Dan,2021-01-01T00:00:00Z,1,1",         // not an integer
-        "14,Eve,2021-01-01T00:00:00Z,1",            // wrong column count
-        "10,Ann Changed,2021-01-01T00:00:00Z,1,1",  // duplicate key, different values
-        "10,Ann,2021-01-01T00:00:00Z,1,1",          // duplicate key, same values
-        "15,Fay\"s,2021-01-01T00:00:00Z,1,1",       // stray quote
-        ",,,,",                                     // everything missing
+        "10,Ann,2021-01-01T00:00:00Z,1,1",                         // ok
+        "11,Bob,2021-01-01T00:00:00Z,3,1",                         // unknown department
+        "12,Cid,2021-13-01T00:00:00Z,1,1",                         // bad datetime
+        "x13,Dan,2021-01-01T00:00:00Z,1,1",                        // not an integer
+        "14,Eve,2021-01-01T00:00:00Z,1",                           // wrong column count
+        "10,Ann Changed,2021-01-01T00:00:00Z,1,1",                 // duplicate key, different values
+        "10,Ann,2021-01-01T00:00:00Z,1,1",                         // duplicate key, same values
+        "15,Fay\"s,2021-01-01T00:00:00Z,1,1",                      // stray quote
+        ",,,,",                                                    // everything missing
         "16,'; DROP TABLE employees; --,2021-01-01T00:00:00Z,2,1", // stored literally
     ]
     .join("\n");
@@ -124,10 +124,8 @@ async fn an_interrupted_upload_changes_nothing(b: Backend) {
     for i in 0..20_000 {
         lines.push_str(&format!("{},Name {i},2021-01-01T00:00:00Z,1,1\n", 100_000 + i));
     }
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-        Ok(lines.into_bytes()),
-        Err(std::io::Error::other("client went away")),
-    ];
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(lines.into_bytes()), Err(std::io::Error::other("client went away"))];
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let _ = app
         .client

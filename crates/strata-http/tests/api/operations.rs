@@ -32,8 +32,13 @@ async fn in_flight_requests_finish_during_graceful_shutdown(b: Backend) {
     // A slow upload: the first half now, the rest after shutdown has begun.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let req = app.client.post(app.url("/v1/tables/departments/load")).bearer_auth(&key)
-        .header("content-type", "text/csv").body(body).send();
+    let req = app
+        .client
+        .post(app.url("/v1/tables/departments/load"))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send();
     let pending = tokio::spawn(req);
     tx.send(Ok(b"1,Sales\n".to_vec())).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -60,15 +65,26 @@ async fn every_route_is_in_the_openapi_document_and_docs_work_offline(b: Backend
     let app = spawn_app(b).await;
     let doc: Json = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    let mut routes: Vec<(&str, &str)> = crate::auth::V1_ENDPOINTS
-        .iter()
-        .map(|(m, p)| (*m, *p))
-        .collect();
-    routes.extend([("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
-        ("GET", "/reports"), ("GET", "/reports/session"), ("POST", "/reports/session"), ("DELETE", "/reports/session"),
-        ("POST", "/v1/buy-orders"), ("GET", "/v1/buy-orders"), ("GET", "/v1/buy-orders/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
-        ("PUT", "/compat/py-dist-arch/buy_order"), ("GET", "/compat/py-dist-arch/buy_orders"),
-        ("GET", "/v1/admin/deploy"), ("POST", "/v1/admin/deploy/switch"), ("POST", "/v1/admin/deploy/rollback")]);
+    let mut routes: Vec<(&str, &str)> = crate::auth::V1_ENDPOINTS.iter().map(|(m, p)| (*m, *p)).collect();
+    routes.extend([
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/reports"),
+        ("GET", "/reports/session"),
+        ("POST", "/reports/session"),
+        ("DELETE", "/reports/session"),
+        ("POST", "/v1/buy-orders"),
+        ("GET", "/v1/buy-orders"),
+        ("GET", "/v1/buy-orders/01a20134-fe56-70fd-8b8a-805d1b2869c3"),
+        ("PUT", "/compat/py-dist-arch/buy_order"),
+        ("GET", "/compat/py-dist-arch/buy_orders"),
+        ("GET", "/v1/admin/deploy"),
+        ("POST", "/v1/admin/deploy/switch"),
+        ("POST", "/v1/admin/deploy/rollback"),
+    ]);
     for (method, path) in routes {
         let templ = path
             .replace("/employees/", "/{table}/")

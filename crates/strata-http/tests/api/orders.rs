@@ -22,23 +22,29 @@ async fn stub(mode: &'static str, fail_first: usize) -> (String, Stub) {
     use axum::extract::{Path, State};
     let st = Stub { calls: Arc::new(AtomicUsize::new(0)), fail_first: Arc::new(AtomicUsize::new(fail_first)), mode };
     let app = axum::Router::new()
-        .route("/v2/prices/{pair}/spot", axum::routing::get(|State(s): State<Stub>, Path(pair): Path<String>| async move {
-            s.calls.fetch_add(1, Ordering::SeqCst);
-            if s.fail_first.load(Ordering::SeqCst) > 0 {
-                s.fail_first.fetch_sub(1, Ordering::SeqCst);
-                return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom".to_string());
-            }
-            let cur = pair.trim_start_matches("BTC-").to_string();
-            match s.mode {
-                "slow" => {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    (axum::http::StatusCode::OK, String::new())
+        .route(
+            "/v2/prices/{pair}/spot",
+            axum::routing::get(|State(s): State<Stub>, Path(pair): Path<String>| async move {
+                s.calls.fetch_add(1, Ordering::SeqCst);
+                if s.fail_first.load(Ordering::SeqCst) > 0 {
+                    s.fail_first.fetch_sub(1, Ordering::SeqCst);
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom".to_string());
                 }
-                "garbage" => (axum::http::StatusCode::OK, "{\"data\": {\"amount\": 48478.88}}".into()),
-                "down" => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down".into()),
-                _ => (axum::http::StatusCode::OK, json!({"data": {"amount": "48478.88", "base": "BTC", "currency": cur}}).to_string()),
-            }
-        }))
+                let cur = pair.trim_start_matches("BTC-").to_string();
+                match s.mode {
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        (axum::http::StatusCode::OK, String::new())
+                    }
+                    "garbage" => (axum::http::StatusCode::OK, "{\"data\": {\"amount\": 48478.88}}".into()),
+                    "down" => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down".into()),
+                    _ => (
+                        axum::http::StatusCode::OK,
+                        json!({"data": {"amount": "48478.88", "base": "BTC", "currency": cur}}).to_string(),
+                    ),
+                }
+            }),
+        )
         .with_state(st.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -47,11 +53,21 @@ async fn stub(mode: &'static str, fail_first: usize) -> (String, Stub) {
 }
 
 fn coinbase(base: &str, timeout_ms: u64, retries: u32) -> Options {
-    Options { rates: RateProvider::coinbase(base, Duration::from_millis(timeout_ms), retries, Duration::ZERO), ..Options::default() }
+    Options {
+        rates: RateProvider::coinbase(base, Duration::from_millis(timeout_ms), retries, Duration::ZERO),
+        ..Options::default()
+    }
 }
 
 async fn order(app: &TestApp, key: &str, idem: &str, body: Json) -> reqwest::Response {
-    app.client.post(app.url("/v1/buy-orders")).bearer_auth(key).header("idempotency-key", idem).json(&body).send().await.unwrap()
+    app.client
+        .post(app.url("/v1/buy-orders"))
+        .bearer_auth(key)
+        .header("idempotency-key", idem)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn book(app: &TestApp, tenant: &str) -> (i64, i64) {
@@ -64,7 +80,8 @@ async fn list_all(app: &TestApp, key: &str, expect: usize) -> Vec<Json> {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
-            let page: Json = app.get(key, &format!("/v1/buy-orders?limit=7&cursor={cursor}")).await.json().await.unwrap();
+            let page: Json =
+                app.get(key, &format!("/v1/buy-orders?limit=7&cursor={cursor}")).await.json().await.unwrap();
             out.extend(page["orders"].as_array().unwrap().iter().cloned());
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = c.to_string(),
@@ -88,7 +105,10 @@ async fn an_order_gets_the_exact_btc_amount_rounded_up(b: Backend) {
     let location = r.headers().get("location").unwrap().to_str().unwrap().to_string();
     let o: Json = r.json().await.unwrap();
     assert_eq!(o["btc_amount"], "0.00206276", "100 / 48478.88 rounded up, not the seed's 0.00206275");
-    assert_eq!((o["amount"].as_str(), o["currency"].as_str(), o["exchange_rate"].as_str()), (Some("100.00"), Some("USD"), Some("48478.88")));
+    assert_eq!(
+        (o["amount"].as_str(), o["currency"].as_str(), o["exchange_rate"].as_str()),
+        (Some("100.00"), Some("USD"), Some("48478.88"))
+    );
     assert!(o["created_at"].as_str().unwrap().ends_with('Z'));
     let got: Json = app.get(&key, &location).await.json().await.unwrap();
     assert_eq!(got, o);
@@ -120,13 +140,37 @@ async fn bad_orders_get_field_errors_and_store_nothing(b: Backend) {
         assert_eq!((s, e["error"]["code"].as_str().unwrap()), (422, "invalid_order"), "{body}");
         assert_eq!(e["error"]["details"]["fields"][0]["field"], field, "{body}");
     }
-    let r = app.client.post(app.url("/v1/buy-orders")).bearer_auth(&key).json(&json!({"currency": "EUR", "amount": "1"})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/buy-orders"))
+        .bearer_auth(&key)
+        .json(&json!({"currency": "EUR", "amount": "1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "missing_idempotency_key".into()));
     let r = order(&app, &key, &"k".repeat(256), json!({"currency": "EUR", "amount": "1"})).await;
     assert_eq!(error_code(r).await, (400, "invalid_idempotency_key".into()));
-    let r = app.client.post(app.url("/v1/buy-orders")).bearer_auth(&key).header("idempotency-key", "x").header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/buy-orders"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "x")
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "malformed_json".into()));
-    let r = app.client.post(app.url("/v1/buy-orders")).bearer_auth(&key).header("idempotency-key", "x").body("currency=EUR").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/buy-orders"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "x")
+        .body("currency=EUR")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (415, "unsupported_media_type".into()));
     assert_eq!(book(&app, "acme").await.0, 0);
     assert_eq!(list_all(&app, &key, 0).await.len(), 0);
@@ -166,7 +210,14 @@ async fn racing_identical_requests_create_exactly_one_order(b: Backend) {
     for _ in 0..20 {
         let (c, url, key) = (app.client.clone(), app.url("/v1/buy-orders"), key.clone());
         handles.push(tokio::spawn(async move {
-            let r = c.post(url).bearer_auth(key).header("idempotency-key", "race").json(&json!({"currency": "GBP", "amount": "10"})).send().await.unwrap();
+            let r = c
+                .post(url)
+                .bearer_auth(key)
+                .header("idempotency-key", "race")
+                .json(&json!({"currency": "GBP", "amount": "10"}))
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Json>().await.unwrap())
         }));
     }
@@ -189,7 +240,14 @@ async fn the_cap_holds_under_concurrency_and_says_how_much_room_is_left(b: Backe
     for i in 0..50 {
         let (c, url, key) = (app.client.clone(), app.url("/v1/buy-orders"), key.clone());
         handles.push(tokio::spawn(async move {
-            let r = c.post(url).bearer_auth(key).header("idempotency-key", format!("c{i}")).json(&json!({"currency": "USD", "amount": "6400.01"})).send().await.unwrap();
+            let r = c
+                .post(url)
+                .bearer_auth(key)
+                .header("idempotency-key", format!("c{i}"))
+                .json(&json!({"currency": "USD", "amount": "6400.01"}))
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Json>().await.unwrap())
         }));
     }
@@ -224,7 +282,12 @@ async fn orders_list_newest_first_with_opaque_cursors(b: Backend) {
     let key = app.tenant("acme", false).await;
     let mut ids = Vec::new();
     for i in 0..23 {
-        let o: Json = order(&app, &key, &format!("l{i}"), json!({"currency": "EUR", "amount": format!("{}.00", i + 1)})).await.json().await.unwrap();
+        let o: Json =
+            order(&app, &key, &format!("l{i}"), json!({"currency": "EUR", "amount": format!("{}.00", i + 1)}))
+                .await
+                .json()
+                .await
+                .unwrap();
         ids.push(o["id"].as_str().unwrap().to_string());
     }
     let listed = list_all(&app, &key, 23).await;
@@ -274,14 +337,27 @@ async fn rate_provider_failures_are_503_and_store_nothing(b: Backend) {
 
 async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: Backend) {
     let app = spawn_app(b).await;
-    let r = app.client.put(app.url("/compat/py-dist-arch/buy_order")).json(&json!({"currency": "USD", "amount": "1", "idempotence_key": "a"})).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/compat/py-dist-arch/buy_order"))
+        .json(&json!({"currency": "USD", "amount": "1", "idempotence_key": "a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let app = spawn_app_with(b, Options { compat_tenant: Some(TenantId::parse("legacy").unwrap()), ..Options::default() }).await;
+    let app =
+        spawn_app_with(b, Options { compat_tenant: Some(TenantId::parse("legacy").unwrap()), ..Options::default() })
+            .await;
     let key = app.tenant("legacy", false).await;
     let mut first = Json::Null;
     for i in 0..5 {
-        let r = app.client.put(app.url("/compat/py-dist-arch/buy_order"))
-            .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": format!("key-{i}")})).send().await.unwrap();
+        let r = app
+            .client
+            .put(app.url("/compat/py-dist-arch/buy_order"))
+            .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": format!("key-{i}")}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let body: Json = r.json().await.unwrap();
         assert_eq!(body["idempotence_key"], format!("key-{i}"));
@@ -292,16 +368,46 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
             first = body;
         }
     }
-    let replay: Json = app.client.put(app.url("/compat/py-dist-arch/buy_order"))
-        .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": "key-0"})).send().await.unwrap().json().await.unwrap();
+    let replay: Json = app
+        .client
+        .put(app.url("/compat/py-dist-arch/buy_order"))
+        .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": "key-0"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(replay, first);
-    let r = app.client.put(app.url("/compat/py-dist-arch/buy_order")).json(&json!({"currency": "USD", "amount": "-1", "idempotence_key": "z"})).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/compat/py-dist-arch/buy_order"))
+        .json(&json!({"currency": "USD", "amount": "-1", "idempotence_key": "z"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     list_all(&app, &key, 5).await;
-    let page: Json = app.client.get(app.url("/compat/py-dist-arch/buy_orders?page_size=3")).send().await.unwrap().json().await.unwrap();
+    let page: Json = app
+        .client
+        .get(app.url("/compat/py-dist-arch/buy_orders?page_size=3"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["rows"].as_array().unwrap().len(), 3);
     let next = page["last_reference"].as_str().unwrap();
-    let page2: Json = app.client.get(app.url(&format!("/compat/py-dist-arch/buy_orders?page_size=3&last_reference={next}"))).send().await.unwrap().json().await.unwrap();
+    let page2: Json = app
+        .client
+        .get(app.url(&format!("/compat/py-dist-arch/buy_orders?page_size=3&last_reference={next}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page2["rows"].as_array().unwrap().len(), 2, "the second page works (the seed's did not)");
     assert_eq!(page2["last_reference"], Json::Null);
 }

@@ -21,8 +21,15 @@ async fn delete_stream(url: &str, stream: &str) {
 }
 
 async fn create(app: &TestApp, key: &str, i: usize) -> reqwest::StatusCode {
-    app.client.post(app.url("/v1/buy-orders")).bearer_auth(key).header("idempotency-key", format!("n{i}"))
-        .json(&json!({"currency": "EUR", "amount": "12.34"})).send().await.unwrap().status()
+    app.client
+        .post(app.url("/v1/buy-orders"))
+        .bearer_auth(key)
+        .header("idempotency-key", format!("n{i}"))
+        .json(&json!({"currency": "EUR", "amount": "12.34"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 async fn listed(app: &TestApp, key: &str) -> Vec<String> {

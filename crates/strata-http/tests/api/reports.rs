@@ -23,8 +23,14 @@ async fn both_reports_match_the_expected_csv_files_byte_for_byte(b: Backend) {
     let (_, _, body) = csv(&app, &key, "/v1/reports/departments-above-mean?year=2021&format=csv").await;
     assert_eq!(body, expected("req2.csv"));
     // The Accept header works too, and 2021 is the default year.
-    let r = app.client.get(app.url("/v1/reports/departments-above-mean")).bearer_auth(&key)
-        .header("accept", "text/csv").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/reports/departments-above-mean"))
+        .bearer_auth(&key)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), expected("req2.csv"));
 }
 
@@ -33,7 +39,10 @@ async fn json_reports_have_their_documented_shape(b: Backend) {
     let key = app.tenant_with_canonical_data("acme").await;
     let r: Json = app.get(&key, "/v1/reports/hires-by-quarter?year=2021").await.json().await.unwrap();
     assert_eq!(r["year"], 2021);
-    assert_eq!(r["rows"][0], json!({"department_name": "Accounting", "job_name": "Account Representative IV", "Q1": 1, "Q2": 0, "Q3": 0, "Q4": 0}));
+    assert_eq!(
+        r["rows"][0],
+        json!({"department_name": "Accounting", "job_name": "Account Representative IV", "Q1": 1, "Q2": 0, "Q3": 0, "Q4": 0})
+    );
     assert_eq!(r["rows"].as_array().unwrap().len(), 933);
     let r: Json = app.get(&key, "/v1/reports/departments-above-mean?year=2021").await.json().await.unwrap();
     assert_eq!(r["mean"], "136.92");
@@ -65,9 +74,12 @@ async fn quarters_split_at_midnight_utc_and_edge_cases_hold(b: Backend) {
     let r: Json = app.get(&key, "/v1/reports/departments-above-mean?year=2021").await.json().await.unwrap();
     // 6 hires over 3 departments (Quiet hired nobody and still counts): mean 2.
     assert_eq!(r["mean"], "2.00");
-    assert_eq!(r["rows"], json!([
+    assert_eq!(
+        r["rows"],
+        json!([
         {"department_id": 2, "department_name": "Sales", "hired": 3},
-        {"department_id": 1, "department_name": "sales", "hired": 3}]));
+        {"department_id": 1, "department_name": "sales", "hired": 3}])
+    );
     // A year without hires is empty, not an error.
     let r: Json = app.get(&key, "/v1/reports/hires-by-quarter?year=1999").await.json().await.unwrap();
     assert_eq!(r["rows"], json!([]));

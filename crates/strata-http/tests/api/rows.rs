@@ -9,7 +9,8 @@ async fn paging_through_a_table_returns_every_row_once_in_key_order(b: Backend) 
     let mut after = String::new();
     let mut pages = 0;
     loop {
-        let page: Json = app.get(&key, &format!("/v1/tables/employees/rows?limit=500&after={after}")).await.json().await.unwrap();
+        let page: Json =
+            app.get(&key, &format!("/v1/tables/employees/rows?limit=500&after={after}")).await.json().await.unwrap();
         pages += 1;
         ids.extend(page["rows"].as_array().unwrap().iter().map(|r| r["employee_id"].as_i64().unwrap()));
         match page["next"].as_str() {
@@ -28,8 +29,11 @@ async fn a_row_is_read_by_its_key_with_typed_values(b: Backend) {
     let app = spawn_app(b).await;
     let key = app.tenant_with_canonical_data("acme").await;
     let row: Json = app.get(&key, "/v1/tables/employees/rows/1").await.json().await.unwrap();
-    assert_eq!(row, serde_json::json!({"employee_id": 1, "employee_name": "Harold Vogt",
-        "hiring_date": "2021-11-07T02:48:42Z", "department_id": 2, "job_id": 96}));
+    assert_eq!(
+        row,
+        serde_json::json!({"employee_id": 1, "employee_name": "Harold Vogt",
+        "hiring_date": "2021-11-07T02:48:42Z", "department_id": 2, "job_id": 96})
+    );
     let r = app.get(&key, "/v1/tables/employees/rows/2").await;
     assert_eq!(error_code(r).await, (404, "row_not_found".into()));
     let r = app.get(&key, "/v1/tables/employees/rows/abc").await;

@@ -66,24 +66,112 @@ pub const GUARD_THREADS: usize = 4;
 /// and nothing that reads files, settings, other databases or the server's state.
 pub(crate) const ALLOWED_FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "bool_and", "bool_or",
-    "every", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "total",
+    "group_concat",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
     // window functions
-    "row_number", "rank", "dense_rank", "ntile", "lag", "lead", "first_value", "last_value", "nth_value",
-    "percent_rank", "cume_dist",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "percent_rank",
+    "cume_dist",
     // conditionals
-    "coalesce", "nullif", "ifnull", "iif", "greatest", "least", "likely", "unlikely",
+    "coalesce",
+    "nullif",
+    "ifnull",
+    "iif",
+    "greatest",
+    "least",
+    "likely",
+    "unlikely",
     // numbers
-    "abs", "round", "ceil", "ceiling", "floor", "sign", "sqrt", "power", "pow", "mod", "trunc", "exp", "ln",
-    "log", "log10", "div",
+    "abs",
+    "round",
+    "ceil",
+    "ceiling",
+    "floor",
+    "sign",
+    "sqrt",
+    "power",
+    "pow",
+    "mod",
+    "trunc",
+    "exp",
+    "ln",
+    "log",
+    "log10",
+    "div",
     // text
-    "lower", "upper", "length", "char_length", "character_length", "octet_length", "trim", "ltrim", "rtrim",
-    "btrim", "substr", "substring", "replace", "instr", "strpos", "position", "concat", "concat_ws", "left",
-    "right", "lpad", "rpad", "reverse", "initcap", "split_part", "starts_with", "printf", "format", "like",
-    "glob", "md5", "hex",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "btrim",
+    "substr",
+    "substring",
+    "replace",
+    "instr",
+    "strpos",
+    "position",
+    "concat",
+    "concat_ws",
+    "left",
+    "right",
+    "lpad",
+    "rpad",
+    "reverse",
+    "initcap",
+    "split_part",
+    "starts_with",
+    "printf",
+    "format",
+    "like",
+    "glob",
+    "md5",
+    "hex",
     // dates and times
-    "date", "time", "datetime", "julianday", "unixepoch", "strftime", "date_trunc", "date_part", "extract",
-    "to_char", "to_date", "to_timestamp", "make_date", "age", "now", "current_date", "current_timestamp",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "make_date",
+    "age",
+    "now",
+    "current_date",
+    "current_timestamp",
     "timezone",
 ];
 
@@ -138,8 +226,20 @@ fn type_allowed(t: &DataType) -> bool {
         D::Custom(name, modifiers) if modifiers.is_empty() => match parts(name).as_deref() {
             Some([one]) => matches!(
                 one.to_ascii_lowercase().as_str(),
-                "int" | "int2" | "int4" | "int8" | "float4" | "float8" | "timestamptz" | "timetz" | "varchar"
-                    | "bpchar" | "numeric" | "decimal" | "text" | "bool"
+                "int"
+                    | "int2"
+                    | "int4"
+                    | "int8"
+                    | "float4"
+                    | "float8"
+                    | "timestamptz"
+                    | "timetz"
+                    | "varchar"
+                    | "bpchar"
+                    | "numeric"
+                    | "decimal"
+                    | "text"
+                    | "bool"
             ),
             _ => false,
         },
@@ -232,9 +332,8 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Strin
         SqlDialect::Sqlite => Box::new(SQLiteDialect {}),
         SqlDialect::Postgres => Box::new(PostgreSqlDialect {}),
     };
-    let tokens = Tokenizer::new(d.as_ref(), sql)
-        .tokenize_with_location()
-        .map_err(|e| QueryError::Syntax(e.to_string()))?;
+    let tokens =
+        Tokenizer::new(d.as_ref(), sql).tokenize_with_location().map_err(|e| QueryError::Syntax(e.to_string()))?;
     check_shape(&tokens)?;
     let mut statements = Parser::new(d.as_ref())
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
@@ -242,10 +341,7 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Strin
         .parse_statements()
         .map_err(|e| QueryError::Syntax(e.to_string()))?;
     if statements.len() != 1 {
-        return Err(QueryError::Rejected(format!(
-            "send exactly one SELECT statement (got {})",
-            statements.len()
-        )));
+        return Err(QueryError::Rejected(format!("send exactly one SELECT statement (got {})", statements.len())));
     }
     let mut stmt = statements.pop().expect("one statement");
     let mut depth = Depth::default();
@@ -412,8 +508,7 @@ impl Visitor for Checker<'_> {
         if !q.locks.is_empty() {
             return reject("locking clauses (FOR UPDATE/SHARE) are not allowed in a read-only query");
         }
-        if q.for_clause.is_some() || q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty()
-        {
+        if q.for_clause.is_some() || q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
             return reject("this query clause is not supported");
         }
         if let SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) = q.body.as_ref() {

@@ -76,7 +76,10 @@ pub enum ColumnValues {
     Text(Vec<String>),
     /// Date and DateTime columns: microseconds since the epoch.
     Micros(Vec<i64>),
-    Decimal { unscaled: Vec<i128>, scale: u32 },
+    Decimal {
+        unscaled: Vec<i128>,
+        scale: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -435,7 +438,9 @@ impl Store {
             Backend::Postgres(p) => pg::start_in(p, "strata_control".into(), sql, opts).await?,
         };
         match q.next_batch().await? {
-            Some(b) if b.rows == 1 && b.columns.first().map(|c| &c.values) == Some(&ColumnValues::Long(vec![1])) => Ok(()),
+            Some(b) if b.rows == 1 && b.columns.first().map(|c| &c.values) == Some(&ColumnValues::Long(vec![1])) => {
+                Ok(())
+            }
             other => Err(QueryError::Failed(format!("smoke query returned {other:?}"))),
         }
     }

@@ -15,7 +15,6 @@ use super::{
 };
 use crate::postgres::{schema_of, PgStore};
 
-
 fn kind_of(t: &Type) -> Option<ColKind> {
     Some(match *t {
         Type::INT2 | Type::INT4 | Type::INT8 => ColKind::Long,
@@ -34,7 +33,9 @@ fn db_error(e: tokio_postgres::Error, c: &Canceller, opts: &QueryOptions) -> Que
         if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
             return c.error(opts.timeout).unwrap_or(QueryError::TimedOut(opts.timeout));
         }
-        if db.code() == &tokio_postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED && db.message().starts_with("a result row of") {
+        if db.code() == &tokio_postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED
+            && db.message().starts_with("a result row of")
+        {
             return QueryError::ResourceExhausted(format!("{}; select fewer or shorter values", db.message()));
         }
         if db.code() == &tokio_postgres::error::SqlState::OUT_OF_MEMORY {
@@ -60,7 +61,12 @@ pub(super) async fn start(
 }
 
 /// `schema` must already be a quoted identifier.
-pub(super) async fn start_in(p: &PgStore, schema: String, sql: String, opts: QueryOptions) -> Result<RunningQuery, QueryError> {
+pub(super) async fn start_in(
+    p: &PgStore,
+    schema: String,
+    sql: String,
+    opts: QueryOptions,
+) -> Result<RunningQuery, QueryError> {
     let client = p.pool().get().await.map_err(|e| QueryError::Storage(e.to_string()))?;
     let canceller = Canceller::new(Some(client.cancel_token()));
     let (tx, rx) = mpsc::channel(2);
@@ -68,7 +74,10 @@ pub(super) async fn start_in(p: &PgStore, schema: String, sql: String, opts: Que
     tokio::spawn(async move {
         let mut client = client;
         let result = run(&mut client, &schema, &sql, opts, &c, &tx).await;
-        let clean = c.state.compare_exchange(RUNNING, DONE, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst).is_ok();
+        let clean = c
+            .state
+            .compare_exchange(RUNNING, DONE, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
+            .is_ok();
         if let Err(e) = result {
             let _ = tx.send(Event::Error(e)).await;
         }
@@ -165,9 +174,7 @@ async fn run(
 
 /// What a row costs in a batch: the bytes of its values (as received), plus a word a value.
 fn row_bytes(r: &Row) -> usize {
-    (0..r.len())
-        .map(|i| r.try_get::<_, Option<RawLen>>(i).ok().flatten().map_or(8, |l| l.0 + 8))
-        .sum()
+    (0..r.len()).map(|i| r.try_get::<_, Option<RawLen>>(i).ok().flatten().map_or(8, |l| l.0 + 8)).sum()
 }
 
 /// The length of a value on the wire, whatever its type.

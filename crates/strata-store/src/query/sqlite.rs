@@ -30,7 +30,12 @@ pub(super) fn start(
     start_at(s.tenant_file(tenant)?, tables, sql, opts)
 }
 
-pub(super) fn start_at(path: PathBuf, tables: Vec<Table>, sql: String, opts: QueryOptions) -> Result<RunningQuery, QueryError> {
+pub(super) fn start_at(
+    path: PathBuf,
+    tables: Vec<Table>,
+    sql: String,
+    opts: QueryOptions,
+) -> Result<RunningQuery, QueryError> {
     let (tx, rx) = mpsc::channel(2);
     let canceller = Canceller::new(None);
     let c = canceller.clone();
@@ -56,7 +61,8 @@ pub(super) async fn explain(
     let path = s.tenant_file(tenant)?;
     tokio::task::spawn_blocking(move || {
         let c = Canceller::new(None);
-        let conn = open(&path, &tables, &c, Instant::now() + std::time::Duration::from_secs(10), &QueryOptions::default())?;
+        let conn =
+            open(&path, &tables, &c, Instant::now() + std::time::Duration::from_secs(10), &QueryOptions::default())?;
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(db_error)?;
         let mut rows = stmt.query([]).map_err(db_error)?;
         let mut depth: HashMap<i64, usize> = HashMap::new();
@@ -77,7 +83,13 @@ pub(super) async fn explain(
     .map_err(|e| QueryError::Failed(e.to_string()))?
 }
 
-fn open(path: &PathBuf, tables: &[Table], c: &Canceller, deadline: Instant, opts: &QueryOptions) -> Result<Connection, QueryError> {
+fn open(
+    path: &PathBuf,
+    tables: &[Table],
+    c: &Canceller,
+    deadline: Instant,
+    opts: &QueryOptions,
+) -> Result<Connection, QueryError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| QueryError::Storage(e.to_string()))?;
     let storage = |e: rusqlite::Error| QueryError::Storage(e.to_string());
@@ -200,11 +212,8 @@ fn run(
             }
         }
     }
-    let kinds: Vec<ColKind> = kinds
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| k.unwrap_or_else(|| infer(first.iter().map(|r| &r[i]))))
-        .collect();
+    let kinds: Vec<ColKind> =
+        kinds.into_iter().enumerate().map(|(i, k)| k.unwrap_or_else(|| infer(first.iter().map(|r| &r[i])))).collect();
     let columns: Vec<ColumnDesc> =
         names.into_iter().zip(&kinds).map(|(name, &kind)| ColumnDesc { name, kind }).collect();
     if tx.blocking_send(Event::Schema(columns.clone())).is_err() {
