@@ -79,6 +79,32 @@ pub struct NewApiKey {
     pub display_prefix: String,
 }
 
+/// What a session token may be used for. A token is only ever valid for the scope it was
+/// issued for: the dashboard cookie opens the two report endpoints, a gRPC session runs SQL.
+/// The scope is part of what is hashed, so a token presented for another scope simply does
+/// not exist there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionScope {
+    /// The reports dashboard's cookie (`POST /reports/session`).
+    Dashboard,
+    /// A session of the SQL query service (gRPC `authenticate`).
+    Sql,
+}
+
+impl SessionScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionScope::Dashboard => "dashboard",
+            SessionScope::Sql => "sql",
+        }
+    }
+
+    /// The stored hash of `token` in this scope.
+    pub fn hash(self, token: &str) -> KeyHash {
+        KeyHash::of(&format!("{}:{token}", self.as_str()))
+    }
+}
+
 /// SHA-256 of a key, hex encoded. Keys carry 256 random bits, so a fast hash is enough: there is
 /// nothing to brute-force, and authentication stays cheap on every request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use strata_client::proto::cluster_service_server::ClusterService;
 use strata_client::proto::query_engine_service_server::QueryEngineService;
 use strata_client::proto::*;
 use strata_client::wire::{self, FieldInfo, VectorData, VectorOut};
-use strata_domain::tenant::{looks_like_api_key, KeyHash, TenantId};
+use strata_domain::tenant::{looks_like_api_key, KeyHash, SessionScope, TenantId};
 use strata_store::deploy::Stack;
 use strata_store::query::{Batch, ColKind, ColumnDesc, ColumnValues, QueryError, QueryOptions};
 use strata_store::Store;
@@ -91,7 +91,7 @@ impl Engine {
                 return Ok(t.clone());
             }
         }
-        match self.store.session_tenant(session).await {
+        match self.store.session_tenant(session, SessionScope::Sql).await {
             Ok(Some(t)) => {
                 let mut cache = self.sessions.lock().unwrap();
                 if cache.len() > 10_000 {
@@ -339,7 +339,7 @@ impl QueryEngineService for QuerySvc {
         }
         let token = e
             .store
-            .create_session(&user, SESSION_TTL_SECS)
+            .create_session(&user, SessionScope::Sql, SESSION_TTL_SECS)
             .await
             .map_err(|err| Status::unavailable(err.to_string()))?;
         Ok(Response::new(AuthenticateResponse {

@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use strata_domain::dataset::{DatasetDef, DatasetError, Table};
-use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::tenant::{KeyHash, NewApiKey, SessionScope, TenantId};
 use strata_domain::value::Value;
 use strata_domain::ErrorCode;
 use tokio::sync::mpsc;
@@ -522,26 +522,29 @@ impl Store {
         Ok(strata_domain::report::AboveMean::from_counts(year, all, n))
     }
 
-    /// Opens a dashboard session for a tenant; returns the token for the cookie (stored hashed).
+    /// Opens a session of `scope` for a tenant; returns its token (stored only hashed, with the
+    /// scope, so a token works for nothing else).
     pub async fn create_session(
         &self,
         tenant: &TenantId,
+        scope: SessionScope,
         ttl_secs: i64,
     ) -> Result<strata_domain::secret::Secret<String>> {
         let token = NewApiKey::generate().plaintext;
-        let hash = KeyHash::of(token.expose());
+        let hash = scope.hash(token.expose());
         dispatch!(self, b => b.create_session(tenant, hash.as_str(), ttl_secs).await)?;
-        tracing::info!(tenant = %tenant, "dashboard session opened");
+        tracing::info!(tenant = %tenant, scope = scope.as_str(), "session opened");
         Ok(token)
     }
 
-    pub async fn session_tenant(&self, token: &str) -> Result<Option<TenantId>> {
-        let hash = KeyHash::of(token);
+    /// The tenant of a live session of `scope`; a token issued for another scope is unknown.
+    pub async fn session_tenant(&self, token: &str, scope: SessionScope) -> Result<Option<TenantId>> {
+        let hash = scope.hash(token);
         dispatch!(self, b => b.session_tenant(hash.as_str()).await)
     }
 
-    pub async fn delete_session(&self, token: &str) -> Result<()> {
-        let hash = KeyHash::of(token);
+    pub async fn delete_session(&self, token: &str, scope: SessionScope) -> Result<()> {
+        let hash = scope.hash(token);
         dispatch!(self, b => b.delete_session(hash.as_str()).await)
     }
 }

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use strata_domain::report::{above_mean_csv, hires_csv, Year};
-use strata_domain::tenant::TenantId;
+use strata_domain::tenant::{SessionScope, TenantId};
 use strata_domain::ErrorCode;
 
 use super::query_error;
@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for ReportViewer {
         }
         if let Some(token) = session_token(&parts.headers) {
             if strata_domain::tenant::looks_like_api_key(&token) {
-                if let Some(t) = state.store.session_tenant(&token).await? {
+                if let Some(t) = state.store.session_tenant(&token, SessionScope::Dashboard).await? {
                     return Ok(ReportViewer(t));
                 }
             }
@@ -179,7 +179,7 @@ async fn sign_in(
     let Some(tenant) = tenant else {
         return Err(ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid"));
     };
-    let token = s.store.create_session(&tenant, SESSION_TTL_SECS).await?;
+    let token = s.store.create_session(&tenant, SessionScope::Dashboard, SESSION_TTL_SECS).await?;
     Ok((
         StatusCode::OK,
         [(SET_COOKIE, cookie(token.expose(), SESSION_TTL_SECS))],
@@ -190,7 +190,9 @@ async fn sign_in(
 
 async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
     let tenant = match session_token(&headers) {
-        Some(t) if strata_domain::tenant::looks_like_api_key(&t) => s.store.session_tenant(&t).await?,
+        Some(t) if strata_domain::tenant::looks_like_api_key(&t) => {
+            s.store.session_tenant(&t, SessionScope::Dashboard).await?
+        }
         _ => None,
     };
     match tenant {
@@ -201,7 +203,7 @@ async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
 
 async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(t) = session_token(&headers) {
-        s.store.delete_session(&t).await?;
+        s.store.delete_session(&t, SessionScope::Dashboard).await?;
     }
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie("", 0))]).into_response())
 }

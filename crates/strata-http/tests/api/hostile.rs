@@ -141,7 +141,64 @@ async fn the_time_limit_holds_for_heavy_string_work(b: Backend) {
     g.stop().await;
 }
 
+async fn a_session_opens_only_what_it_was_issued_for(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    // The dashboard's cookie is no SQL session...
+    let r =
+        app.client.post(app.url("/reports/session")).json(&serde_json::json!({"api_key": key})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let dashboard_token = cookie.split_once('=').unwrap().1.to_string();
+    let mut c = crate::grpc::raw(&g.endpoint).await;
+    let err = c
+        .prepare_statement(crate::grpc::with_strategy(
+            strata_client::proto::PrepareStatementRequest {
+                session_id: dashboard_token.clone(),
+                query_string: "SELECT employee_name FROM employees".into(),
+                ..Default::default()
+            },
+            "blue",
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("Access denied"), "{err:?}");
+    // ...and a SQL session is no dashboard cookie.
+    let sql_session = crate::grpc::session(&mut c, "blue", "acme", &key).await;
+    assert!(!sql_session.is_empty());
+    for path in ["/v1/reports/hires-by-quarter", "/v1/reports/departments-above-mean", "/reports/session"] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("cookie", format!("strata_session={sql_session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // Each works where it belongs.
+    let r = app.client.get(app.url("/v1/reports/hires-by-quarter")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ok = c
+        .prepare_statement(crate::grpc::with_strategy(
+            strata_client::proto::PrepareStatementRequest {
+                session_id: sql_session,
+                query_string: "SELECT employee_name FROM employees".into(),
+                ..Default::default()
+            },
+            "blue",
+        ))
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    // The cookie never opens data endpoints either.
+    let r = app.client.get(app.url("/v1/tables/employees/rows")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    g.stop().await;
+}
+
 crate::on_both_backends!(
+    a_session_opens_only_what_it_was_issued_for,
     deeply_chained_expressions_are_refused_and_the_server_keeps_serving,
     casts_that_name_objects_are_refused_so_other_tenants_stay_unknown,
     huge_values_end_the_query_with_resource_exhausted,
