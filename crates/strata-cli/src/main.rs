@@ -36,9 +36,13 @@ struct StorageArgs {
     /// Directory for the embedded SQLite storage (used when no database URL is given).
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data", global = true)]
     data_dir: PathBuf,
-    /// PostgreSQL URL (postgres://user@host/db); when set, everything is stored there.
+    /// PostgreSQL URL (postgres://user@host/db) or key-value string (host=... dbname=...); when
+    /// set, everything is stored there.
     #[arg(long, env = "STRATA_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// A file holding the database URL: keeps the password out of `ps` and the environment.
+    #[arg(long, env = "STRATA_DATABASE_URL_FILE", global = true, conflicts_with = "database_url")]
+    database_url_file: Option<PathBuf>,
     /// Directory for table backups (default: <data-dir>/backups, or ./strata-backups with
     /// PostgreSQL). Replicas sharing a database must share it too.
     #[arg(long, env = "STRATA_BACKUP_DIR", global = true)]
@@ -49,12 +53,29 @@ struct StorageArgs {
 }
 
 impl StorageArgs {
-    fn config(&self) -> StoreConfig {
-        match &self.database_url {
-            Some(url) => StoreConfig::Postgres { url: Secret::new(url.clone()), pool_size: self.pg_pool_size },
+    fn config(&self) -> anyhow::Result<StoreConfig> {
+        let url = match (&self.database_url, &self.database_url_file) {
+            (Some(url), _) => Some(Secret::new(url.clone())),
+            (None, Some(path)) => Some(read_secret_file(path, "--database-url-file")?),
+            (None, None) => None,
+        };
+        Ok(match url {
+            Some(url) => StoreConfig::Postgres { url, pool_size: self.pg_pool_size },
             None => StoreConfig::Sqlite { data_dir: self.data_dir.clone() },
-        }
+        })
     }
+}
+
+/// Reads a secret from a file (a mounted Kubernetes secret, say), without its trailing newline.
+/// Errors name the file, never its contents.
+fn read_secret_file(path: &std::path::Path, flag: &str) -> anyhow::Result<Secret<String>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    if value.trim().is_empty() {
+        bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(Secret::new(value))
 }
 
 #[derive(Subcommand)]
@@ -279,6 +300,9 @@ struct ServeArgs {
     /// Bearer token for /v1/admin/* (blue/green switching over HTTP); unset leaves it off.
     #[arg(long, env = "STRATA_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file holding the admin token (keeps it out of `ps` and the environment).
+    #[arg(long, env = "STRATA_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
     /// Announcement time of switches started through the admin API, in milliseconds.
     #[arg(long, env = "STRATA_ANNOUNCE_MS", default_value_t = 2000)]
     announce_ms: u64,
@@ -305,9 +329,14 @@ impl ServeArgs {
             }
         }
         let events = self.events_url.clone().map(|u| (u, self.events_stream.clone()));
-        if let Some(t) = &self.admin_token {
+        let admin_token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(read_secret_file(path, "--admin-token-file")?.expose().clone()),
+            (None, None) => None,
+        };
+        if let Some(t) = &admin_token {
             if t.len() < 16 {
-                bail!("--admin-token must be at least 16 characters");
+                bail!("the admin token must be at least 16 characters");
             }
         }
         let switch = strata_grpc::deploy::SwitchOptions {
@@ -315,13 +344,7 @@ impl ServeArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..Default::default()
         };
-        Ok(strata_http::startup::Options {
-            rates,
-            compat_tenant,
-            events,
-            admin_token: self.admin_token.clone(),
-            switch,
-        })
+        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token, switch })
     }
 }
 
@@ -418,7 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) | Command::Demo(a) => init_logging(true, &a.log_format),
         _ => init_logging(false, "pretty"),
     }
-    let config = cli.storage.config();
+    let config = cli.storage.config()?;
     let mut store = Store::open(&config).await.with_context(|| format!("cannot open storage {config:?}"))?;
     if let Some(dir) = &cli.storage.backup_dir {
         store = store.with_backup_dir(dir.clone());
