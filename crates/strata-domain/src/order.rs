@@ -154,9 +154,10 @@ impl fmt::Display for Rate {
     }
 }
 
-/// `amount / rate` in satoshis, rounded up. Saturates at `i64::MAX` for absurd rates (which
-/// then exceed any cap) rather than wrapping.
-pub fn btc_sats(amount: FiatAmount, rate: Rate) -> i64 {
+/// `amount / rate` in satoshis, rounded up, exactly: the largest amount at the smallest rate
+/// is far beyond what an `i64` of satoshis holds (and beyond any cap), and the refusal must
+/// still say the true figure.
+pub fn btc_sats(amount: FiatAmount, rate: Rate) -> i128 {
     let d = amount.currency.decimals();
     let r = rate.0;
     let scale = r.scale();
@@ -165,13 +166,19 @@ pub fn btc_sats(amount: FiatAmount, rate: Rate) -> i64 {
     let exp = scale + 8 - d;
     let num: i128 = amount.minor as i128 * 10i128.pow(exp);
     let q = num / units;
-    let sats = if num % units == 0 { q } else { q + 1 };
-    i64::try_from(sats).unwrap_or(i64::MAX)
+    if num % units == 0 {
+        q
+    } else {
+        q + 1
+    }
 }
 
 /// Satoshis as a BTC decimal string with exactly 8 decimals.
-pub fn format_btc(sats: i64) -> String {
-    format!("{}.{:08}", sats / SATS_PER_BTC, sats % SATS_PER_BTC)
+pub fn format_btc(sats: impl Into<i128>) -> String {
+    let sats: i128 = sats.into();
+    let per = SATS_PER_BTC as i128;
+    let sign = if sats < 0 { "-" } else { "" };
+    format!("{sign}{}.{:08}", (sats / per).abs(), (sats % per).abs())
 }
 
 #[cfg(test)]
@@ -192,8 +199,15 @@ mod tests {
 
     #[test]
     fn exact_quotients_are_not_rounded_up() {
-        assert_eq!(btc_sats(usd("50000"), Rate::parse("50000").unwrap()), SATS_PER_BTC);
-        assert_eq!(btc_sats(usd("0.01"), Rate::parse("0.01").unwrap()), SATS_PER_BTC);
+        assert_eq!(btc_sats(usd("50000"), Rate::parse("50000").unwrap()), SATS_PER_BTC as i128);
+        assert_eq!(btc_sats(usd("0.01"), Rate::parse("0.01").unwrap()), SATS_PER_BTC as i128);
+    }
+
+    #[test]
+    fn the_largest_order_at_the_smallest_rate_is_exact() {
+        let sats = btc_sats(usd("999999999.99"), Rate::parse("0.01").unwrap());
+        assert_eq!(format_btc(sats), "99999999999.00000000");
+        assert!(sats > i64::MAX as i128);
     }
 
     #[test]
@@ -206,10 +220,7 @@ mod tests {
             let units: i64 = rng.random_range(1..1_000_000_000_000);
             let rate = Rate::parse(&Decimal::from_i128_with_scale(units as i128, scale).to_string()).unwrap();
             let amount = FiatAmount { currency: Currency::EUR, minor };
-            let sats = btc_sats(amount, rate) as i128;
-            if sats == i64::MAX as i128 {
-                continue; // saturated: far beyond any cap
-            }
+            let sats = btc_sats(amount, rate);
             // exact quotient q = minor * 10^(s+6) / units' (with the rate normalised)
             let (u, s) = (rate.decimal().mantissa(), rate.decimal().scale());
             let num = minor as i128 * 10i128.pow(s + 6);
@@ -265,7 +276,7 @@ impl Order {
 }
 
 /// The body of a refusal because the book would exceed its cap (stored for replays).
-pub fn cap_exceeded_json(room_sats: i64, cap_sats: i64, wanted_sats: i64) -> serde_json::Value {
+pub fn cap_exceeded_json(room_sats: i64, cap_sats: i64, wanted_sats: i128) -> serde_json::Value {
     serde_json::json!({"error": {
         "code": "btc_cap_exceeded",
         "message": format!(

@@ -140,7 +140,7 @@ impl Tally {
                 Some(RejectionRow {
                     line: c.line.map(|l| l as i64),
                     row: c.index as i64,
-                    raw: c.raw.clone(),
+                    raw: printable_raw(&c.raw),
                     errors: json,
                 })
             }
@@ -168,6 +168,17 @@ impl Tally {
             unchanged: self.unchanged,
             errors: self.sample,
         }
+    }
+}
+
+/// The raw text as the rejection log keeps it. PostgreSQL text cannot hold a NUL character,
+/// so NULs show as U+FFFD there and, for the same log on both databases, on SQLite too (as
+/// bytes that are not UTF-8 already do).
+pub(crate) fn printable_raw(raw: &str) -> String {
+    if raw.contains('\0') {
+        raw.replace('\0', "\u{FFFD}")
+    } else {
+        raw.to_string()
     }
 }
 

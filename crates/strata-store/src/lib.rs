@@ -555,14 +555,17 @@ impl Store {
         dispatch!(self, b => b.order_idempotency(t, key).await)
     }
 
+    /// Creates an order of `requested` satoshis (exact; `order.sats` is its `i64` form, used
+    /// only when it fits under the cap), or records its refusal, under the idempotency key.
     pub async fn create_order(
         &self,
         t: &TenantId,
         key: &str,
         fingerprint: &str,
         order: strata_domain::order::Order,
+        requested: i128,
     ) -> Result<orders::CreateOutcome> {
-        dispatch!(self, b => b.create_order(t, key, fingerprint, order).await)
+        dispatch!(self, b => b.create_order(t, key, fingerprint, order, requested).await)
     }
 
     pub async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<strata_domain::order::Order>> {

@@ -228,14 +228,17 @@ impl OrderService {
             }
         };
         tracing::info!(tenant = %tenant, idempotency_key = %key, currency = %amount.currency, rate = %rate, event = "order.rate_fetched", "rate fetched");
+        let requested = strata_domain::order::btc_sats(amount, rate);
         let order = Order {
             id: uuid::Uuid::now_v7().to_string(),
             created_at: chrono::Utc::now().timestamp_micros(),
             amount,
             rate,
-            sats: strata_domain::order::btc_sats(amount, rate),
+            // An order that does not fit in an i64 of satoshis is over any cap: the store
+            // refuses it by `requested`, and this placeholder is never stored.
+            sats: i64::try_from(requested).unwrap_or(i64::MAX),
         };
-        let outcome = self.store.create_order(tenant, key, &fingerprint, order).await?;
+        let outcome = self.store.create_order(tenant, key, &fingerprint, order, requested).await?;
         match &outcome {
             CreateOutcome::Created { order, .. } => {
                 metrics::counter!("strata_orders_created_total").increment(1);

@@ -626,6 +626,21 @@ impl PgStore {
     }
 }
 
+/// Records a cap refusal under the claimed idempotency key; returns its body.
+async fn refuse_order(tx: &PgTx<'_>, schema: &str, key: &str, requested: i128) -> Result<String> {
+    let r = tx
+        .query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[])
+        .await?;
+    let (total, cap): (i64, i64) = (r.get(0), r.get(1));
+    let body = strata_domain::order::cap_exceeded_json(cap - total, cap, requested).to_string();
+    tx.execute(
+        &format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"),
+        &[&key, &body],
+    )
+    .await?;
+    Ok(body)
+}
+
 fn micros_to_ts(us: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
 }
@@ -654,7 +669,14 @@ impl PgStore {
         Ok(row.map(|r| (r.get(0), r.get::<_, i32>(1) as u16, r.get(2))))
     }
 
-    pub(crate) async fn create_order(&self, t: &TenantId, key: &str, fp: &str, order: Order) -> Result<CreateOutcome> {
+    pub(crate) async fn create_order(
+        &self,
+        t: &TenantId,
+        key: &str,
+        fp: &str,
+        order: Order,
+        requested: i128,
+    ) -> Result<CreateOutcome> {
         let schema = schema_of(t);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -679,6 +701,12 @@ impl PgStore {
                 (Some(s), Some(b)) => Ok(CreateOutcome::Replayed { status: s as u16, body: b }),
                 _ => Err(StoreError::Database(anyhow::anyhow!("idempotency record without a response"))),
             };
+        }
+        if requested > i64::MAX as i128 {
+            // Beyond any cap: refuse without touching the book (its arithmetic is bigint).
+            let body = refuse_order(&tx, &schema, key, requested).await?;
+            tx.commit().await?;
+            return Ok(CreateOutcome::CapExceeded { body });
         }
         // Everything but the book first, under a savepoint: the book's single row is the one
         // lock every create of the tenant queues on, so it is taken last and held only for the
@@ -715,22 +743,14 @@ impl PgStore {
         .await?;
         let raised = tx
             .query_opt(
-                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats + $1 <= cap_sats RETURNING total_sats"),
+                // `total <= cap - n` rather than `total + n <= cap`: no overflow near i64::MAX.
+                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats <= cap_sats - $1 RETURNING total_sats"),
                 &[&order.sats],
             )
             .await?;
         if raised.is_none() {
             tx.batch_execute("ROLLBACK TO SAVEPOINT before_book").await?;
-            let r = tx
-                .query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[])
-                .await?;
-            let (total, cap): (i64, i64) = (r.get(0), r.get(1));
-            let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
-            tx.execute(
-                &format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"),
-                &[&key, &body],
-            )
-            .await?;
+            let body = refuse_order(&tx, &schema, key, requested).await?;
             tx.commit().await?;
             return Ok(CreateOutcome::CapExceeded { body });
         }

@@ -773,6 +773,7 @@ impl SqliteStore {
         key: &str,
         fingerprint: &str,
         order: Order,
+        requested: i128,
     ) -> Result<CreateOutcome> {
         let db = self.tenant_db(t)?;
         let (key, fp, tenant) = (key.to_string(), fingerprint.to_string(), t.to_string());
@@ -788,8 +789,8 @@ impl SqliteStore {
             }
             let (total, cap): (i64, i64) = tx.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let now = chrono::Utc::now().timestamp();
-            if total.checked_add(order.sats).is_none_or(|n| n > cap) {
-                let body = strata_domain::order::cap_exceeded_json(cap - total, cap, order.sats).to_string();
+            if requested > (cap - total) as i128 {
+                let body = strata_domain::order::cap_exceeded_json(cap - total, cap, requested).to_string();
                 tx.execute("INSERT INTO _strata_order_idempotency (key, fingerprint, status, response, created_at) VALUES (?1, ?2, 409, ?3, ?4)", params![key, fp, body, now])?;
                 tx.commit()?;
                 return Ok(CreateOutcome::CapExceeded { body });

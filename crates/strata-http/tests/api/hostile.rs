@@ -197,7 +197,74 @@ async fn a_session_opens_only_what_it_was_issued_for(b: Backend) {
     g.stop().await;
 }
 
+async fn a_nul_byte_rejects_only_its_row_on_every_path(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    let mut csv = b"950,ab\x00c\n".to_vec();
+    for i in 0..20_000 {
+        csv.extend(format!("{},Dept {i}\n", 1000 + i).bytes());
+    }
+    let r = app.load(&key, "departments", csv).await;
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((report["inserted"].as_u64(), report["rejected"].as_u64()), (Some(20_000), Some(1)), "{report}");
+    assert_eq!(report["errors"][0]["errors"][0]["code"], "invalid_string");
+    let r = app
+        .client
+        .post(app.url("/v1/tables/departments/rows"))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(b"951,x\x00y\n952,fine\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(1), Some(1)), "{report}");
+    let log: serde_json::Value = app.get(&key, "/v1/tables/departments/rejections").await.json().await.unwrap();
+    let raws: Vec<&str> = log["rejections"].as_array().unwrap().iter().map(|r| r["raw"].as_str().unwrap()).collect();
+    assert_eq!(raws, ["951,x\u{FFFD}y", "950,ab\u{FFFD}c"]);
+}
+
+async fn an_order_beyond_every_cap_is_refused_with_its_true_size(b: Backend) {
+    let options = strata_http::startup::Options {
+        rates: strata_store::rates::RateProvider::fixed_from_spec("USD=0.01,EUR=0.01,GBP=0.01").unwrap(),
+        ..Default::default()
+    };
+    let app = spawn_app_with(b, options).await;
+    let key = app.tenant("acme", false).await;
+    let order = |idem: &'static str, amount: &'static str| {
+        app.client
+            .post(app.url("/v1/buy-orders"))
+            .bearer_auth(&key)
+            .header("idempotency-key", idem)
+            .json(&serde_json::json!({"currency": "USD", "amount": amount}))
+            .send()
+    };
+    // Something in the book first: 0.01 USD at 0.01 USD per BTC is one BTC.
+    assert_eq!(order("first", "0.01").await.unwrap().status(), 201);
+    for _ in 0..2 {
+        let r = order("huge", "999999999.99").await.unwrap();
+        assert_eq!(r.status(), 409);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "btc_cap_exceeded");
+        assert_eq!(body["error"]["details"]["requested_btc"], "99999999999.00000000", "{body}");
+        assert_eq!(body["error"]["details"]["room_btc"], "99.00000000", "{body}");
+    }
+    // Just past an i64 of satoshis, and just below it: refused the same way.
+    for (idem, amount) in [("edge1", "92233720.37"), ("edge2", "92233720.36")] {
+        assert_eq!(order(idem, amount).await.unwrap().status(), 409, "{amount}");
+    }
+    // Only the first order is in the book.
+    assert_eq!(
+        app.store.order_book(&strata_domain::tenant::TenantId::parse("acme").unwrap()).await.unwrap().0,
+        100_000_000
+    );
+}
+
 crate::on_both_backends!(
+    an_order_beyond_every_cap_is_refused_with_its_true_size,
+    a_nul_byte_rejects_only_its_row_on_every_path,
     a_session_opens_only_what_it_was_issued_for,
     deeply_chained_expressions_are_refused_and_the_server_keeps_serving,
     casts_that_name_objects_are_refused_so_other_tenants_stay_unknown,

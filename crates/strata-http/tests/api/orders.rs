@@ -268,7 +268,7 @@ async fn the_cap_holds_under_concurrency_and_says_how_much_room_is_left(b: Backe
     let per = strata_domain::order::btc_sats(
         strata_domain::order::FiatAmount::parse(strata_domain::order::Currency::USD, "6400.01").unwrap(),
         strata_domain::order::Rate::parse("64000.12").unwrap(),
-    );
+    ) as i64;
     assert_eq!(created.len() as i64, cap / per, "as many orders as fit, no more");
     assert_eq!(total, per * created.len() as i64);
     for id in &created {
