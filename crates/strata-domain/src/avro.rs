@@ -30,8 +30,34 @@ const MAGIC: &[u8; 4] = b"Obj\x01";
 /// Uncompressed bytes per block before it is flushed: big enough to compress well, small
 /// enough to keep memory flat.
 const BLOCK_BYTES: usize = 1 << 20;
-/// A block larger than this (compressed or not) is treated as corruption, not allocated.
-const MAX_BLOCK_BYTES: usize = 256 << 20;
+/// A block larger than this, compressed or decompressed, is refused: other writers use blocks
+/// of 16 KiB (fastavro) to 1 MiB (Strata), so this is generous, and it bounds what one upload
+/// can make the server hold. Decompression stops the moment it is passed, so a small
+/// compressed block that inflates to gigabytes costs no more than this.
+pub const MAX_BLOCK_BYTES: usize = 32 << 20;
+
+/// Reads `r` to its end into a buffer that never grows past `limit` bytes (no doubling
+/// overshoot either); `None` as soon as there is more.
+fn read_bounded(mut r: impl Read, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => return Ok(Some(out)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if out.len() + n > limit {
+            return Ok(None);
+        }
+        if out.len() + n > out.capacity() {
+            let target = (out.capacity() * 2).max(out.len() + n).max(64 * 1024).min(limit);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -82,41 +108,39 @@ impl Codec {
 
     fn decompress(self, data: &[u8]) -> Result<Vec<u8>, AvroError> {
         let bad = |e: String| AvroError::Corrupt(format!("a {} block does not decompress: {e}", self.avro_name()));
-        match self {
-            Codec::Null => Ok(data.to_vec()),
-            Codec::Deflate => {
-                let mut out = Vec::new();
-                flate2::read::DeflateDecoder::new(data)
-                    .take(MAX_BLOCK_BYTES as u64 + 1)
-                    .read_to_end(&mut out)
-                    .map_err(|e| bad(e.to_string()))?;
-                Ok(out)
-            }
+        let too_big = || {
+            AvroError::Corrupt(format!(
+                "a {} block decompresses to more than {} MiB, the largest block Strata reads",
+                self.avro_name(),
+                MAX_BLOCK_BYTES >> 20
+            ))
+        };
+        let inflated = match self {
+            Codec::Null => Some(data.to_vec()),
+            Codec::Deflate => read_bounded(flate2::read::DeflateDecoder::new(data), MAX_BLOCK_BYTES)
+                .map_err(|e| bad(e.to_string()))?,
             Codec::Snappy => {
                 if data.len() < 4 {
                     return Err(bad("block too short".into()));
                 }
                 let (body, crc) = data.split_at(data.len() - 4);
+                // Snappy states the decompressed length up front: refuse before allocating.
                 let len = snap::raw::decompress_len(body).map_err(|e| bad(e.to_string()))?;
                 if len > MAX_BLOCK_BYTES {
-                    return Err(bad("block too large".into()));
+                    return Err(too_big());
                 }
                 let out = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| bad(e.to_string()))?;
                 if crc32fast::hash(&out).to_be_bytes() != crc {
                     return Err(bad("checksum mismatch".into()));
                 }
-                Ok(out)
+                Some(out)
             }
             Codec::Zstd => {
-                let mut out = Vec::new();
-                zstd::stream::read::Decoder::new(data)
-                    .map_err(|e| bad(e.to_string()))?
-                    .take(MAX_BLOCK_BYTES as u64 + 1)
-                    .read_to_end(&mut out)
-                    .map_err(|e| bad(e.to_string()))?;
-                Ok(out)
+                let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| bad(e.to_string()))?;
+                read_bounded(decoder, MAX_BLOCK_BYTES).map_err(|e| bad(e.to_string()))?
             }
-        }
+        };
+        inflated.ok_or_else(too_big)
     }
 }
 
@@ -712,17 +736,16 @@ impl<R: Read> Reader<R> {
         if count < 0 || size < 0 || size as usize > MAX_BLOCK_BYTES {
             return Err(AvroError::Corrupt("a block header is invalid".into()));
         }
-        let mut data = vec![0u8; size as usize];
-        read_exact_or(&mut self.inner, &mut data, "a data block")?;
+        // Read as it arrives rather than allocating what the header claims.
+        let data = read_bounded((&mut self.inner).take(size as u64), MAX_BLOCK_BYTES)?
+            .filter(|d| d.len() == size as usize)
+            .ok_or_else(|| AvroError::Truncated("it ends inside a data block".into()))?;
         let mut sync = [0u8; 16];
         read_exact_or(&mut self.inner, &mut sync, "a sync marker")?;
         if sync != self.sync {
             return Err(AvroError::Corrupt("a sync marker does not match the header's".into()));
         }
         self.block = self.codec.decompress(&data)?;
-        if self.block.len() > MAX_BLOCK_BYTES {
-            return Err(AvroError::Corrupt("a block decompresses to more than 256 MiB".into()));
-        }
         self.pos = 0;
         self.remaining = count;
         Ok(true)
@@ -1059,6 +1082,63 @@ mod tests {
         flipped[n - 3] ^= 0xff; // inside the sync marker
         assert!(matches!(read_all(&flipped), Err(AvroError::Corrupt(_))));
         assert!(matches!(Reader::open(&b"PAR1"[..]), Err(AvroError::NotAvro)));
+    }
+
+    /// An otherwise valid file whose one block holds `compressed`, claiming `count` rows.
+    fn file_with_block(codec: Codec, compressed: &[u8], count: i64) -> Vec<u8> {
+        let header = Writer::new(Vec::new(), &table(), codec).unwrap().finish().unwrap();
+        let sync = header[header.len() - 16..].to_vec();
+        let mut out = header;
+        write_long(&mut out, count);
+        write_long(&mut out, compressed.len() as i64);
+        out.extend_from_slice(compressed);
+        out.extend_from_slice(&sync);
+        out
+    }
+
+    fn first_row(bytes: &[u8]) -> Result<(), AvroError> {
+        let mut r = Reader::open(bytes)?;
+        let resolver = Resolver::new(&parse_schema(r.schema_json()).unwrap(), &table()).unwrap();
+        r.next_row(&resolver).map(|_| ())
+    }
+
+    #[test]
+    fn a_block_that_inflates_past_the_limit_is_refused_before_it_is_held() {
+        use std::io::Write;
+        // 1 GiB of zeros deflates to a few megabytes: the classic bomb.
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            z.write_all(&zeros).unwrap();
+        }
+        let bomb = z.finish().unwrap();
+        assert!(bomb.len() < 8 << 20, "{}", bomb.len());
+        let err = first_row(&file_with_block(Codec::Deflate, &bomb, 1)).unwrap_err();
+        assert!(err.to_string().contains("more than 32 MiB"), "{err}");
+        // The reader's buffer never grows past the limit on the way.
+        let got = read_bounded(flate2::read::DeflateDecoder::new(&bomb[..]), MAX_BLOCK_BYTES).unwrap();
+        assert!(got.is_none());
+        let small = read_bounded(&[7u8; 100_000][..], MAX_BLOCK_BYTES).unwrap().unwrap();
+        assert_eq!(small.len(), 100_000);
+        assert!(small.capacity() <= MAX_BLOCK_BYTES);
+        // Zstd and snappy bombs too.
+        let zbomb = zstd::bulk::compress(&vec![0u8; 40 << 20], 1).unwrap();
+        let err = first_row(&file_with_block(Codec::Zstd, &zbomb, 1)).unwrap_err();
+        assert!(err.to_string().contains("more than 32 MiB"), "{err}");
+        let mut sbomb = snap::raw::Encoder::new().compress_vec(&vec![0u8; 40 << 20]).unwrap();
+        sbomb.extend_from_slice(&[0, 0, 0, 0]);
+        let err = first_row(&file_with_block(Codec::Snappy, &sbomb, 1)).unwrap_err();
+        assert!(err.to_string().contains("more than 32 MiB"), "{err}");
+        // A header that claims a huge block is refused without allocating it.
+        let mut claim = Writer::new(Vec::new(), &table(), Codec::Null).unwrap().finish().unwrap();
+        write_long(&mut claim, 1);
+        write_long(&mut claim, 1 << 40);
+        assert!(first_row(&claim).is_err());
+        let mut short = Writer::new(Vec::new(), &table(), Codec::Null).unwrap().finish().unwrap();
+        write_long(&mut short, 1);
+        write_long(&mut short, 20 << 20);
+        short.extend_from_slice(b"only a little");
+        assert!(matches!(first_row(&short), Err(AvroError::Truncated(_))));
     }
 
     #[test]
