@@ -682,6 +682,8 @@ impl<R: Read> Reader<R> {
             return Err(AvroError::NotAvro);
         }
         let mut meta: HashMap<String, Vec<u8>> = HashMap::new();
+        // The header is metadata (a schema of a few KiB): cap all of it, however it is split.
+        let mut header_bytes = 0usize;
         loop {
             let mut n = need_long(&mut inner, "the header")?;
             if n == 0 {
@@ -697,6 +699,13 @@ impl<R: Read> Reader<R> {
             for _ in 0..n {
                 let k = read_len_bytes(&mut inner, "a metadata key")?;
                 let v = read_len_bytes(&mut inner, "a metadata value")?;
+                header_bytes += k.len() + v.len();
+                if header_bytes > MAX_HEADER_BYTES {
+                    return Err(AvroError::Corrupt(format!(
+                        "the header's metadata is larger than {} MiB",
+                        MAX_HEADER_BYTES >> 20
+                    )));
+                }
                 meta.insert(String::from_utf8_lossy(&k).into_owned(), v);
             }
         }
@@ -771,14 +780,18 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// All metadata of a file header together (the schema, the codec, a writer's extras).
+const MAX_HEADER_BYTES: usize = 4 << 20;
+
 fn read_len_bytes<R: Read>(r: &mut R, what: &str) -> Result<Vec<u8>, AvroError> {
     let n = need_long(r, what)?;
-    if !(0..=16 << 20).contains(&n) {
+    if !(0..=MAX_HEADER_BYTES as i64).contains(&n) {
         return Err(AvroError::Corrupt(format!("{what} has an invalid length")));
     }
-    let mut v = vec![0u8; n as usize];
-    read_exact_or(r, &mut v, what)?;
-    Ok(v)
+    // Read as it arrives rather than allocating what the length claims.
+    read_bounded(r.take(n as u64), n as usize)?
+        .filter(|v| v.len() == n as usize)
+        .ok_or_else(|| AvroError::Truncated(format!("it ends inside {what}")))
 }
 
 /// What to do with one writer field.

@@ -16,6 +16,8 @@ use crate::value::{parse_text, Value};
 /// Longest identifier we accept: PostgreSQL's limit.
 pub const MAX_IDENT_LEN: usize = 63;
 pub const MAX_TABLES: usize = 100;
+/// Largest definition file accepted: 100 tables of 200 columns fit, with descriptions.
+pub const MAX_DEFINITION_BYTES: usize = 1 << 20;
 pub const MAX_COLUMNS: usize = 200;
 /// rust_decimal holds 28 significant digits; we never round silently, so that is the ceiling.
 pub const MAX_DECIMAL_PRECISION: u32 = 28;
@@ -258,7 +260,16 @@ pub fn check_identifier(s: &str) -> Result<(), String> {
 
 impl DatasetDef {
     /// Parses text in the given format. Syntax errors keep the parser's line and column.
+    /// Parses a definition, after checking its size and shape ([`crate::nesting`]) so that no
+    /// parser ever sees a document whose cost grows faster than its length.
     pub fn parse(text: &str, format: Format) -> Result<Self, DatasetError> {
+        if text.len() > MAX_DEFINITION_BYTES {
+            return Err(DatasetError::one(
+                "",
+                format!("the definition is {} bytes; the limit is {MAX_DEFINITION_BYTES}", text.len()),
+            ));
+        }
+        crate::nesting::check(text, format).map_err(|m| DatasetError::one("", m))?;
         let parsed = match format {
             Format::Toml => toml::from_str::<DatasetDef>(text).map_err(|e| e.to_string()),
             Format::Yaml => serde_yaml::from_str::<DatasetDef>(text).map_err(|e| e.to_string()),

@@ -6,7 +6,8 @@
 //!   stored only as hashes.
 //! * [`secret`]: a wrapper that keeps secrets out of logs and `Debug` output.
 //! * [`dataset`]: the data dictionary. A dataset declares tables, columns, types, keys and limits;
-//!   [`dataset::DatasetDef::parse`] turns TOML, YAML or JSON into a checked definition.
+//!   [`dataset::DatasetDef::parse`] turns TOML, YAML or JSON into a checked definition, after
+//!   [`nesting`] has bounded the file's shape so no parser can be made to work quadratically.
 //! * [`value`]: typed cell values and how they are read from CSV text and JSON, and written back.
 //! * [`validate`]: checks a row against a table definition and lists every reason it is wrong.
 //! * [`csv`]: a streaming RFC 4180 record reader that keeps each record's raw bytes and line
@@ -25,6 +26,7 @@ pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod hr;
+pub mod nesting;
 pub mod order;
 pub mod report;
 pub mod secret;

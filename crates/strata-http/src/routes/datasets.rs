@@ -6,16 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
-use strata_domain::dataset::{DatasetDef, Format};
+use strata_domain::dataset::{DatasetDef, Format, MAX_DEFINITION_BYTES};
 use strata_domain::ErrorCode;
 
 use super::media_type;
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-
-/// Definitions are small; a megabyte is far beyond any real one.
-const MAX_DEFINITION_BYTES: usize = 1 << 20;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,9 +39,16 @@ async fn apply(
             "send the definition as application/toml, application/yaml or application/json",
         )
     })?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the definition is not valid UTF-8"))?;
-    let def = DatasetDef::parse(text, format).map_err(strata_store::StoreError::from)?;
+    // Parsing is CPU work: off the async threads. Its cost is bounded before it starts (size
+    // and shape, see strata_domain::nesting), so it always ends within milliseconds; if the
+    // client is gone meanwhile, this handler is dropped at the await and nothing is applied.
+    let def = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the definition is not valid UTF-8"))?;
+        DatasetDef::parse(text, format).map_err(|e| ApiError::from(strata_store::StoreError::from(e)))
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("parsing failed: {e}")))??;
     if def.name != name {
         return Err(ApiError::new(
             ErrorCode::InvalidDataset,

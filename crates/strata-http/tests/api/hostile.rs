@@ -262,7 +262,38 @@ async fn an_order_beyond_every_cap_is_refused_with_its_true_size(b: Backend) {
     );
 }
 
+async fn nested_definitions_are_refused_at_once_and_nobody_else_waits(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", false).await;
+    let bombs: Vec<(&str, String)> = vec![
+        ("application/yaml", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))),
+        ("application/yaml", format!("{}x", "- ".repeat(100_000))),
+        ("application/json", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))),
+        ("application/toml", format!("{} = 1", vec!["a"; 50_000].join("."))),
+        ("application/toml", format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000))),
+    ];
+    let sends = bombs.iter().map(|(ct, body)| {
+        app.client
+            .put(app.url("/v1/datasets/x"))
+            .bearer_auth(&key)
+            .header("content-type", *ct)
+            .body(body.clone())
+            .send()
+    });
+    let (answers, health) = tokio::join!(futures::future::join_all(sends), async {
+        tokio::time::timeout(Duration::from_secs(5), app.client.get(app.url("/health")).send()).await
+    });
+    assert_eq!(health.expect("/health answered while the bombs were parsed").unwrap().status(), 200);
+    for (r, (ct, _)) in answers.into_iter().zip(&bombs) {
+        let (status, code) = error_code(r.unwrap()).await;
+        assert_eq!((status, code.as_str()), (422, "invalid_dataset"), "{ct}");
+    }
+    let r = app.get(&key, "/v1/datasets").await;
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["datasets"], serde_json::json!([]));
+}
+
 crate::on_both_backends!(
+    nested_definitions_are_refused_at_once_and_nobody_else_waits,
     an_order_beyond_every_cap_is_refused_with_its_true_size,
     a_nul_byte_rejects_only_its_row_on_every_path,
     a_session_opens_only_what_it_was_issued_for,
