@@ -16,7 +16,6 @@ use clap::{Args, Parser, Subcommand};
 use strata_domain::dataset::{DatasetDef, Format};
 use strata_domain::secret::Secret;
 use strata_domain::tenant::TenantId;
-use strata_store::ingest::spawn_csv_reader;
 use strata_store::{LoadReport, Store, StoreConfig};
 
 #[global_allocator]
@@ -47,9 +46,18 @@ struct StorageArgs {
     /// PostgreSQL). Replicas sharing a database must share it too.
     #[arg(long, env = "STRATA_BACKUP_DIR", global = true)]
     backup_dir: Option<PathBuf>,
-    /// Maximum PostgreSQL connections per process.
+    /// PostgreSQL connections per process for tenants' data (the control plane has 4 more of
+    /// its own).
     #[arg(long, env = "STRATA_PG_POOL_SIZE", default_value_t = 16, global = true)]
     pg_pool_size: usize,
+    /// Operations one tenant may run on its storage at once (PostgreSQL connections, SQLite
+    /// threads); on PostgreSQL it must be below --pg-pool-size, so one tenant never holds the
+    /// whole pool.
+    #[arg(long, env = "STRATA_TENANT_DB_SLOTS", default_value_t = strata_store::slots::DEFAULT_TENANT_SLOTS, global = true)]
+    tenant_db_slots: usize,
+    /// How long an operation waits for one of its tenant's slots before `429 tenant_busy`.
+    #[arg(long, env = "STRATA_TENANT_SLOT_WAIT_SECS", default_value_t = 10, global = true)]
+    tenant_slot_wait_secs: u64,
 }
 
 impl StorageArgs {
@@ -287,7 +295,9 @@ struct ServeArgs {
     /// Time limit of one query, in seconds.
     #[arg(long, env = "STRATA_QUERY_TIMEOUT_SECS", default_value_t = 300)]
     query_timeout_secs: u64,
-    /// After a switch away from this stack, how long it keeps serving the queries it owns.
+    /// After a switch away from this stack, how long it keeps serving the queries it owns; and
+    /// after SIGTERM, how long requests and calls in flight may take to finish before they are
+    /// closed.
     #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECS", default_value_t = 300)]
     drain_timeout_secs: u64,
     /// How often the shared deployment state is re-read, in milliseconds.
@@ -306,6 +316,29 @@ struct ServeArgs {
     /// Announcement time of switches started through the admin API, in milliseconds.
     #[arg(long, env = "STRATA_ANNOUNCE_MS", default_value_t = 2000)]
     announce_ms: u64,
+    /// Bytes of result values one SQL query may hold at once, in MiB; a row may be an eighth of it.
+    #[arg(long, env = "STRATA_QUERY_MEMORY_MIB", default_value_t = 64)]
+    query_memory_mib: usize,
+    /// Open SQL queries (prepared and not yet cleared) one tenant may hold on an instance.
+    #[arg(long, env = "STRATA_MAX_QUERIES_PER_TENANT", default_value_t = 256)]
+    max_queries_per_tenant: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    #[arg(long, env = "STRATA_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 15)]
+    http_header_timeout_secs: u64,
+    /// Longest pause, in seconds, while a request body is being sent.
+    #[arg(long, env = "STRATA_HTTP_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    http_body_idle_timeout_secs: u64,
+    /// Slowest average rate, in bytes per second, at which a request body may arrive (0: no
+    /// minimum).
+    #[arg(long, env = "STRATA_HTTP_MIN_BODY_RATE", default_value_t = 1024)]
+    http_min_body_rate: u64,
+    /// HTTP connections served at once; more are closed on accept.
+    #[arg(long, env = "STRATA_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    http_max_connections: usize,
+    /// Request bodies (batches, definitions, orders) one tenant may have buffered at once, in MiB.
+    #[arg(long, env = "STRATA_TENANT_BODY_BUDGET_MIB", default_value_t = 64)]
+    tenant_body_budget_mib: usize,
 }
 
 impl ServeArgs {
@@ -344,7 +377,19 @@ impl ServeArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..Default::default()
         };
-        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token, switch })
+        let limits = strata_http::limits::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.http_header_timeout_secs.max(1)),
+            body_idle_timeout: Duration::from_secs(self.http_body_idle_timeout_secs.max(1)),
+            body_min_rate: self.http_min_body_rate,
+            max_connections: self.http_max_connections.max(1),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            tenant_body_budget: self.tenant_body_budget_mib.max(1) << 20,
+            ..Default::default()
+        };
+        if self.tenant_body_budget_mib < 16 {
+            bail!("--tenant-body-budget-mib must be at least 16, the size of the largest batch");
+        }
+        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token, switch, limits })
     }
 }
 
@@ -442,7 +487,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => init_logging(false, "pretty"),
     }
     let config = cli.storage.config()?;
-    let mut store = Store::open(&config).await.with_context(|| format!("cannot open storage {config:?}"))?;
+    let slots = cli.storage.tenant_db_slots;
+    if slots == 0 {
+        bail!("--tenant-db-slots must be at least 1");
+    }
+    if matches!(config, StoreConfig::Postgres { .. }) && slots >= cli.storage.pg_pool_size {
+        bail!(
+            "--tenant-db-slots ({slots}) must be below --pg-pool-size ({}), so one tenant can never hold every connection",
+            cli.storage.pg_pool_size
+        );
+    }
+    let mut store = Store::open(&config)
+        .await
+        .with_context(|| format!("cannot open storage {config:?}"))?
+        .with_tenant_slots(slots, Duration::from_secs(cli.storage.tenant_slot_wait_secs));
     if let Some(dir) = &cli.storage.backup_dir {
         store = store.with_backup_dir(dir.clone());
     }
@@ -472,6 +530,8 @@ async fn serve(store: Store, a: ServeArgs, config: &StoreConfig, default_provide
     let mut grpc_opts =
         strata_grpc::GrpcOptions::new(stack, a.advertise_http.clone().unwrap_or_else(|| http_addr.to_string()));
     grpc_opts.query.timeout = Duration::from_secs(a.query_timeout_secs.max(1));
+    grpc_opts.query.memory_budget = a.query_memory_mib.max(1) << 20;
+    grpc_opts.max_queries_per_tenant = a.max_queries_per_tenant.max(1);
     grpc_opts.drain_timeout = Duration::from_secs(a.drain_timeout_secs);
     grpc_opts.poll = Duration::from_millis(a.deploy_poll_ms.clamp(10, 10_000));
     let grpc = strata_grpc::GrpcServer::build(a.grpc_addr, store, grpc_opts)
@@ -560,8 +620,7 @@ async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Resul
     let mut summary = Vec::new();
     for (table, bytes) in HR_FILES {
         let t = store.table(&id, table).await?;
-        let chunks = spawn_csv_reader(bytes, Arc::new(t.clone()), Arc::new(AtomicU64::new(0)));
-        let r = store.load(&id, &t, chunks).await?;
+        let r = store.load(&id, &t, bytes, Arc::new(AtomicU64::new(0))).await?;
         summary.push(format!("{table}: {} inserted, {} unchanged, {} rejected", r.inserted, r.unchanged, r.rejected));
     }
     let base = format!("http://{}", a.http_addr);
@@ -681,7 +740,6 @@ async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
         let size = f.metadata().ok().map(|m| m.len());
         (Box::new(f), size)
     };
-    let chunks = spawn_csv_reader(reader, Arc::new(table.clone()), bytes.clone());
 
     // A progress bar on a terminal; nothing when output is piped.
     let bar = if std::io::stderr().is_terminal() {
@@ -710,7 +768,7 @@ async fn load(store: Store, a: LoadArgs) -> anyhow::Result<()> {
             }
         })
     });
-    let result = store.load(&tid, &table, chunks).await;
+    let result = store.load(&tid, &table, reader, bytes.clone()).await;
     if let Some(t) = ticker {
         t.abort();
     }

@@ -2,7 +2,7 @@
 //!
 //! Every error a client can see carries one of these codes. A code never changes meaning once
 //! released; new situations get new codes. Each code belongs to a [`ErrorKind`], and each
-//! protocol maps kinds to its own status (HTTP in `strata-http`, gRPC later), so the domain stays
+//! protocol maps kinds to its own status (HTTP in `strata-http`, gRPC in `strata-grpc`), so the domain stays
 //! protocol-free while the mapping lives in one place per protocol.
 
 use serde::Serialize;
@@ -28,6 +28,10 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// Well-formed but semantically invalid input. HTTP 422.
     Unprocessable,
+    /// The client took too long to send its request. HTTP 408.
+    Timeout,
+    /// The caller is over a rate or concurrency limit; retry later. HTTP 429.
+    TooManyRequests,
     /// A dependency is down. HTTP 503.
     Unavailable,
     /// Our fault. HTTP 500; the message never carries internals.
@@ -101,6 +105,8 @@ error_codes! {
     BackupFailed => ("backup_failed", Internal),
     InvalidCodec => ("invalid_codec", BadRequest),
     DatabaseUnavailable => ("database_unavailable", Unavailable),
+    TenantBusy => ("tenant_busy", TooManyRequests),
+    RequestTimeout => ("request_timeout", Timeout),
     AdminApiDisabled => ("admin_api_disabled", NotFound),
     InvalidAdminToken => ("invalid_admin_token", Unauthenticated),
     InvalidStack => ("invalid_stack", BadRequest),

@@ -34,6 +34,9 @@ use crate::gate::{tokio_util_shim, Gate, WatchConfig};
 use crate::registry::Registry;
 use crate::service::{ClusterSvc, Engine, QuerySvc};
 
+/// The largest request message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct GrpcOptions {
     pub stack: Stack,
@@ -48,6 +51,8 @@ pub struct GrpcOptions {
     pub http_addr: String,
     /// Registered queries this instance holds at most.
     pub max_queries: usize,
+    /// Registered queries one tenant holds at most on this instance.
+    pub max_queries_per_tenant: usize,
 }
 
 impl GrpcOptions {
@@ -60,6 +65,7 @@ impl GrpcOptions {
             idle_timeout: Duration::from_secs(600),
             http_addr,
             max_queries: 4096,
+            max_queries_per_tenant: 256,
         }
     }
 }
@@ -70,6 +76,7 @@ pub struct GrpcServer {
     engine: Arc<Engine>,
     trigger: tokio_util_shim::Trigger,
     idle_timeout: Duration,
+    drain_timeout: Duration,
 }
 
 impl GrpcServer {
@@ -96,8 +103,10 @@ impl GrpcServer {
             shutdown,
         )
         .await?;
-        let engine = Arc::new(Engine::new(store, gate, registry, opts.query, opts.max_queries, instance_id));
-        Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout })
+        let mut engine = Engine::new(store, gate, registry, opts.query, opts.max_queries, instance_id);
+        engine.max_queries_per_tenant = opts.max_queries_per_tenant;
+        let engine = Arc::new(engine);
+        Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout, drain_timeout: opts.drain_timeout })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -108,7 +117,8 @@ impl GrpcServer {
         self.engine.gate.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops taking calls and lets calls in flight finish.
+    /// Serves until `shutdown` resolves, then stops taking calls and lets calls in flight finish
+    /// for at most the drain timeout.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let registry = self.engine.registry.clone();
         let idle = self.idle_timeout;
@@ -130,15 +140,31 @@ impl GrpcServer {
                     let _ = s.set_nodelay(true);
                 })
             });
-        let result = tonic::transport::Server::builder()
+        let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        let serve = tonic::transport::Server::builder()
             // The connector pings every 30 s even when idle: never answer with GOAWAY.
             .http2_keepalive_interval(None)
+            // Calls in flight per connection; each message is at most 1 MiB (a query is at most
+            // 256 KiB), so one connection can hold little memory.
+            .max_concurrent_streams(Some(64))
             .add_service(
-                QueryEngineServiceServer::new(QuerySvc(self.engine.clone())).max_decoding_message_size(64 << 20),
+                QueryEngineServiceServer::new(QuerySvc(self.engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(ClusterServiceServer::new(ClusterSvc))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .add_service(ClusterServiceServer::new(ClusterSvc).max_decoding_message_size(MAX_MESSAGE_BYTES))
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let drain = self.drain_timeout;
+        let result = tokio::select! {
+            r = serve => r,
+            _ = async { let _ = stopping.await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(drain_timeout_s = drain.as_secs(), "the drain deadline passed; closing gRPC calls still open");
+                Ok(())
+            }
+        };
         reaper.abort();
         self.engine.registry.cancel_all("the server is shutting down");
         self.trigger.fire();

@@ -114,6 +114,11 @@ impl Registry {
         }
     }
 
+    /// Queries of one tenant.
+    pub fn count_of(&self, tenant: &TenantId) -> usize {
+        self.map.lock().unwrap().values().filter(|e| &e.tenant == tenant).count()
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().unwrap().len()
     }

@@ -42,6 +42,8 @@ pub struct Engine {
     pub max_queries: usize,
     /// This instance's id; query ids start with it, so any instance can tell a query's owner.
     pub instance_id: String,
+    /// Registered queries one tenant may hold here.
+    pub max_queries_per_tenant: usize,
     sessions: Mutex<HashMap<String, (TenantId, Instant)>>,
 }
 
@@ -54,7 +56,16 @@ impl Engine {
         max_queries: usize,
         instance_id: String,
     ) -> Self {
-        Self { store, gate, registry, opts, max_queries, instance_id, sessions: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            gate,
+            registry,
+            opts,
+            max_queries,
+            instance_id,
+            max_queries_per_tenant: 256,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     fn header_strategy(md: &MetadataMap) -> Option<Stack> {
@@ -127,6 +138,12 @@ impl Engine {
             return Err(Status::resource_exhausted(format!(
                 "this server holds {} open queries; clear finished cursors and retry",
                 self.max_queries
+            )));
+        }
+        if self.registry.count_of(&tenant) >= self.max_queries_per_tenant {
+            return Err(Status::resource_exhausted(format!(
+                "you hold {} open queries on this server, the most one tenant may; clear finished cursors and retry",
+                self.max_queries_per_tenant
             )));
         }
         let t0 = Instant::now();

@@ -34,7 +34,11 @@ impl FromRequestParts<AppState> for AuthTenant {
             return Err(unknown_key());
         }
         match state.store.authenticate(&KeyHash::of(token)).await? {
-            Some(t) => Ok(AuthTenant(t)),
+            Some(t) => {
+                // Body extractors, which run after this one, charge the tenant's budget.
+                parts.extensions.insert(t.clone());
+                Ok(AuthTenant(t))
+            }
             None => Err(unknown_key()),
         }
     }

@@ -10,12 +10,15 @@
 //!   `{"error": {"code", "message", "details"}}` with the status its code's kind implies.
 //! * [`auth`]: the `Authorization: Bearer <key>` extractor every `/v1` handler takes, so a
 //!   handler cannot forget authentication and always works inside the caller's tenant.
+//! * [`limits`]: what one connection or request may cost (header and body timeouts, a minimum
+//!   body rate, buffered bytes per tenant, connections, the shutdown drain).
 //! * [`telemetry`]: request metrics and logs, and the Prometheus recorder.
 //!
 //! Handlers parse and authorise, then call `strata-store`; they hold no business rules.
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
@@ -34,4 +37,6 @@ pub struct AppState {
     pub admin_token: Option<strata_domain::tenant::KeyHash>,
     /// How switches started through the admin API announce and drain.
     pub switch: strata_grpc::deploy::SwitchOptions,
+    pub limits: std::sync::Arc<limits::HttpLimits>,
+    pub body_budget: std::sync::Arc<limits::BodyBudget>,
 }

@@ -22,6 +22,7 @@ pub struct Options {
     /// Bearer token of the admin API (`/v1/admin/*`); `None` leaves it off.
     pub admin_token: Option<String>,
     pub switch: strata_grpc::deploy::SwitchOptions,
+    pub limits: crate::limits::HttpLimits,
 }
 
 impl Default for Options {
@@ -33,6 +34,7 @@ impl Default for Options {
             events: None,
             admin_token: None,
             switch: strata_grpc::deploy::SwitchOptions::default(),
+            limits: crate::limits::HttpLimits::default(),
         }
     }
 }
@@ -67,6 +69,11 @@ impl Application {
             compat_tenant: options.compat_tenant,
             admin_token: options.admin_token.as_deref().map(strata_domain::tenant::KeyHash::of),
             switch: options.switch,
+            body_budget: std::sync::Arc::new(crate::limits::BodyBudget::new(
+                options.limits.tenant_body_budget,
+                options.limits.budget_wait,
+            )),
+            limits: std::sync::Arc::new(options.limits),
         };
         Ok(Self { listener, state, wake, bus })
     }
@@ -75,17 +82,76 @@ impl Application {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// for at most the drain timeout; whatever is still running then is closed.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.bus.clone(), self.wake.clone());
+        let limits = self.state.limits.clone();
         let app = crate::routes::router(self.state);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = serve(self.listener, app, &limits, shutdown).await;
         relay.abort();
         served
     }
+}
+
+/// The accept loop: hyper's HTTP/1 with a header timeout and a small header buffer, a cap on
+/// connections, and a graceful shutdown with a deadline (axum's own `serve` has neither).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &crate::limits::HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(64 * 1024);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("strata_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = connections.len();
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!(connections = open, "HTTP connections drained"),
+        _ = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!(connections = connections.len(), drain_timeout_s = limits.drain_timeout.as_secs(),
+                "the drain deadline passed; closing the connections still open");
+        }
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

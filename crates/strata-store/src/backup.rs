@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 /// The backup file being written: (table index, writer, temporary path, when it started).
 type OpenFile = (usize, avro::Writer<HashingWriter<BufWriter<File>>>, PathBuf, std::time::Instant);
 
-use crate::ingest::{Candidate, Chunk, CHUNK_ROWS};
+use crate::ingest::{Candidate, Chunk, InputError, CHUNK_BYTES, CHUNK_ROWS};
 use crate::{Result, StoreError};
 
 /// Recorded beside every backup file.
@@ -316,6 +316,14 @@ pub enum RestoreSource {
     File { reader: Box<dyn Read + Send>, name: String },
 }
 
+/// What a decoded value costs in a chunk.
+fn value_bytes(v: &strata_domain::value::Value) -> usize {
+    match v {
+        strata_domain::value::Value::Text(s) => s.len() + 24,
+        _ => 24,
+    }
+}
+
 /// Decodes an Avro file on a thread of its own into chunks of candidates for `table`.
 /// Corruption, a schema that does not resolve, or a checksum mismatch arrive as an error chunk,
 /// which makes the backend roll back.
@@ -330,26 +338,36 @@ pub(crate) fn spawn_avro_reader(
         .name("strata-avro-reader".into())
         .spawn(move || {
             let send_err = |tx: &mpsc::Sender<Chunk>, e: String| {
+                let _ = tx.blocking_send(Err(InputError::Broken(e)));
+            };
+            let send_avro_err = |tx: &mpsc::Sender<Chunk>, e: avro::AvroError| {
+                let e = match e {
+                    avro::AvroError::Io(io) => InputError::from_io(&io),
+                    other => InputError::Broken(other.to_string()),
+                };
                 let _ = tx.blocking_send(Err(e));
             };
             let hashing =
                 HashingReader { inner: BufReader::with_capacity(1 << 20, input), hash: Sha256::new(), progress };
             let mut reader = match Reader::open(hashing) {
                 Ok(r) => r,
-                Err(e) => return send_err(&tx, e.to_string()),
+                Err(e) => return send_avro_err(&tx, e),
             };
             let resolver = match avro::parse_schema(reader.schema_json()).and_then(|s| Resolver::new(&s, &table)) {
                 Ok(r) => r,
                 Err(e) => return send_err(&tx, e.to_string()),
             };
             let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+            let mut chunk_bytes = 0usize;
             let mut index = 0usize;
             loop {
                 match reader.next_row(&resolver) {
                     Ok(Some(result)) => {
+                        chunk_bytes += result.as_ref().map_or(64, |values| values.iter().map(value_bytes).sum());
                         chunk.push(Candidate { line: None, index, raw: String::new(), result });
                         index += 1;
-                        if chunk.len() == CHUNK_ROWS {
+                        if chunk.len() == CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
+                            chunk_bytes = 0;
                             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
                             if tx.blocking_send(Ok(full)).is_err() {
                                 return;
@@ -357,7 +375,7 @@ pub(crate) fn spawn_avro_reader(
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => return send_err(&tx, e.to_string()),
+                    Err(e) => return send_avro_err(&tx, e),
                 }
             }
             if let Some(expected) = expected_sha256 {

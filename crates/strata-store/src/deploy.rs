@@ -137,7 +137,7 @@ impl Store {
                 }
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 let read = READ.replace("FROM deploy_state", "FROM strata_control.deploy_state");
                 let row = match c.query_opt(&read, &[]).await? {
                     Some(r) => r,
@@ -209,7 +209,7 @@ impl Store {
                 let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                     texts.iter().map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
                 params.push(&now);
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 c.execute(&sql, &params).await? as usize
             }
         };
@@ -231,7 +231,7 @@ impl Store {
                 .await
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 c.execute(
                     "INSERT INTO strata_control.deploy_history (id, actor, from_stack, to_stack, started_at_ms, finished_at_ms, outcome, detail)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -269,7 +269,7 @@ impl Store {
                 .await
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 let rows = c
                     .query(
                         &format!("SELECT {COLS} FROM strata_control.deploy_history ORDER BY started_at_ms DESC, id DESC LIMIT $1"),
@@ -311,7 +311,7 @@ impl Store {
                 .await
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 c.execute(
                     "INSERT INTO strata_control.deploy_instances (id, stack, http_addr, grpc_addr, inflight, heartbeat_at_ms)
                      VALUES ($1, $2, $3, $4, $5, $6)
@@ -337,7 +337,7 @@ impl Store {
                 .await
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 c.execute("DELETE FROM strata_control.deploy_instances WHERE id = $1", &[&id]).await?;
                 Ok(())
             }
@@ -370,7 +370,7 @@ impl Store {
                 .await
             }
             Backend::Postgres(p) => {
-                let c = p.pool().get().await?;
+                let c = p.control_pool().get().await?;
                 let rows = c
                     .query(
                         &format!("SELECT {COLS} FROM strata_control.deploy_instances WHERE heartbeat_at_ms >= $1 ORDER BY stack, id"),

@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 /// Rows per chunk handed from the reader thread to the writer: large enough to amortise a
 /// round trip, small enough to keep memory flat.
 pub const CHUNK_ROWS: usize = 4096;
+/// A chunk is also cut at this many bytes of input, so rows of long values (up to a megabyte
+/// each) cannot make a chunk of gigabytes. A load holds at most six chunks at once (one being
+/// read, four queued, one being written).
+pub const CHUNK_BYTES: usize = 8 << 20;
 /// How many rejected rows a load report quotes (all of them are in the rejection log).
 pub const REPORT_SAMPLE: usize = 100;
 
@@ -35,8 +39,67 @@ pub struct Candidate {
     pub result: RowResult,
 }
 
+/// Why an input stream broke off before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    /// The input itself is broken (unreadable, truncated, corrupt).
+    Broken(String),
+    /// The client sent too slowly and the server stopped waiting.
+    TooSlow(String),
+}
+
+impl InputError {
+    /// Classifies an I/O error of the input: `TimedOut` is the HTTP layer giving up on a
+    /// client that sends too slowly.
+    pub fn from_io(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            InputError::TooSlow(e.to_string())
+        } else {
+            InputError::Broken(e.to_string())
+        }
+    }
+
+    /// As a store error, `broken` saying what a broken input means here.
+    pub(crate) fn into_store(self, broken: fn(String) -> crate::StoreError) -> crate::StoreError {
+        match self {
+            InputError::Broken(m) => broken(m),
+            InputError::TooSlow(m) => crate::StoreError::InputTooSlow(m),
+        }
+    }
+}
+
 /// A chunk of candidates, or the reason the input broke off.
-pub type Chunk = std::result::Result<Vec<Candidate>, String>;
+pub type Chunk = std::result::Result<Vec<Candidate>, InputError>;
+
+/// The chunks of one input, with the first one already received: a backend is only called
+/// (and a connection only taken) once there is data to write, so a client that sends its
+/// headers and then nothing holds no database resource.
+pub struct Chunks {
+    first: Option<Option<Chunk>>,
+    rx: mpsc::Receiver<Chunk>,
+}
+
+impl Chunks {
+    /// Waits for the first chunk (or the end of an empty input).
+    pub async fn start(mut rx: mpsc::Receiver<Chunk>) -> Self {
+        let first = rx.recv().await;
+        Self { first: Some(first), rx }
+    }
+
+    pub async fn recv(&mut self) -> Option<Chunk> {
+        match self.first.take() {
+            Some(first) => first,
+            None => self.rx.recv().await,
+        }
+    }
+
+    pub fn blocking_recv(&mut self) -> Option<Chunk> {
+        match self.first.take() {
+            Some(first) => first,
+            None => self.rx.blocking_recv(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
@@ -249,13 +312,16 @@ pub fn spawn_csv_reader<R: Read + Send + 'static>(
         .spawn(move || {
             let mut reader = RecordReader::new(BufReader::with_capacity(256 * 1024, input));
             let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+            let mut chunk_bytes = 0usize;
             let mut index = 0usize;
             loop {
                 match reader.next_record() {
                     Ok(Some(rec)) => {
+                        chunk_bytes += rec.raw.len() + 64;
                         chunk.push(candidate_from_record(&table, index, &rec));
                         index += 1;
-                        if chunk.len() == CHUNK_ROWS {
+                        if chunk.len() == CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
+                            chunk_bytes = 0;
                             bytes.store(reader.bytes_read(), Ordering::Relaxed);
                             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
                             if tx.blocking_send(Ok(full)).is_err() {
@@ -265,7 +331,7 @@ pub fn spawn_csv_reader<R: Read + Send + 'static>(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(e.to_string()));
+                        let _ = tx.blocking_send(Err(InputError::from_io(&e)));
                         return;
                     }
                 }

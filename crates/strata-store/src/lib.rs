@@ -30,6 +30,7 @@ pub mod postgres;
 pub mod query;
 pub mod rates;
 mod reports;
+pub mod slots;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -92,6 +93,12 @@ pub enum StoreError {
     RestoreWouldOrphan(String),
     #[error("backup failed: {0}")]
     Backup(String),
+    #[error(
+        "this tenant already runs {slots} operations on its storage and none finished within {waited:?}; retry shortly"
+    )]
+    TenantBusy { slots: usize, waited: std::time::Duration },
+    #[error("the request body arrived too slowly and was abandoned: {0}")]
+    InputTooSlow(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("database error")]
@@ -115,6 +122,8 @@ impl StoreError {
             StoreError::RestoreRefused(_) => ErrorCode::RestoreRefused,
             StoreError::RestoreWouldOrphan(_) => ErrorCode::RestoreWouldOrphanRows,
             StoreError::Backup(_) => ErrorCode::BackupFailed,
+            StoreError::TenantBusy { .. } => ErrorCode::TenantBusy,
+            StoreError::InputTooSlow(_) => ErrorCode::RequestTimeout,
             StoreError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
             StoreError::Database(_) => ErrorCode::Internal,
         }
@@ -209,6 +218,7 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     backups: backup::BackupDir,
+    slots: Arc<slots::TenantSlots>,
 }
 
 macro_rules! dispatch {
@@ -218,6 +228,15 @@ macro_rules! dispatch {
             Backend::Postgres($b) => $e,
         }
     };
+}
+
+/// [`dispatch!`] for work on a tenant's storage: it holds one of the tenant's slots
+/// ([`slots`]) while it runs.
+macro_rules! tenant_dispatch {
+    ($self:ident, $tenant:expr, $b:ident => $e:expr) => {{
+        let _slot = $self.slots.acquire($tenant).await?;
+        dispatch!($self, $b => $e)
+    }};
 }
 
 impl Store {
@@ -235,7 +254,7 @@ impl Store {
                 Backend::Postgres(Arc::new(postgres::PgStore::open(url.expose(), *pool_size).await?))
             }
         };
-        Ok(Self { backend, backups: backup::BackupDir::new(default_backups) })
+        Ok(Self { backend, backups: backup::BackupDir::new(default_backups), slots: Arc::default() })
     }
 
     /// Keeps backups in `dir` (by default `<data dir>/backups`, or `./strata-backups` with
@@ -243,6 +262,17 @@ impl Store {
     pub fn with_backup_dir(mut self, dir: PathBuf) -> Self {
         self.backups = backup::BackupDir::new(dir);
         self
+    }
+
+    /// Lets each tenant run at most `per_tenant` operations on its storage at once, waiting up
+    /// to `wait` for a free slot (see [`slots`]).
+    pub fn with_tenant_slots(mut self, per_tenant: usize, wait: std::time::Duration) -> Self {
+        self.slots = Arc::new(slots::TenantSlots::new(per_tenant, wait));
+        self
+    }
+
+    pub(crate) async fn tenant_slot(&self, tenant: &TenantId) -> Result<slots::TenantPermit> {
+        self.slots.acquire(tenant).await
     }
 
     pub fn backups(&self) -> &backup::BackupDir {
@@ -270,7 +300,7 @@ impl Store {
         let dir = self.backups.clone();
         let tid = tenant.clone();
         let writer = tokio::task::spawn_blocking(move || dir.write_set(&tid, &with_versions, codec, rx, progress));
-        let exported = dispatch!(self, b => b.export(tenant, tables.clone(), tx).await);
+        let exported = tenant_dispatch!(self, tenant, b => b.export(tenant, tables.clone(), tx).await);
         let written = writer.await.map_err(|e| StoreError::Backup(e.to_string()))?;
         // The writer's error explains an export that stopped because the writer did.
         let manifests = match (exported, written) {
@@ -304,6 +334,9 @@ impl Store {
         let started = std::time::Instant::now();
         let bytes_before = progress.load(std::sync::atomic::Ordering::Relaxed);
         let all = self.tables(tenant).await?;
+        // The slot comes before the readers start: decoding an upload costs memory and CPU
+        // even before a row is written, and a tenant gets only its share of that too.
+        let _slot = self.tenant_slot(tenant).await?;
         let order = backup::parents_first(&sources.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
         let mut sources = sources;
         let mut sets = Vec::new();
@@ -326,7 +359,12 @@ impl Store {
             names.push((table.name.clone(), label));
             sets.push((table, rx));
         }
-        let counts = dispatch!(self, b => b.restore(tenant, sets, all).await)?;
+        // No connection until every input has sent its first rows (or ended).
+        let mut ready = Vec::with_capacity(sets.len());
+        for (table, rx) in sets {
+            ready.push((table, ingest::Chunks::start(rx).await));
+        }
+        let counts = dispatch!(self, b => b.restore(tenant, ready, all).await)?;
         let report = backup::RestoreReport {
             tables: names
                 .into_iter()
@@ -390,7 +428,7 @@ impl Store {
     /// Adds or confirms a dataset. New tables are created; existing tables must be unchanged
     /// (altering a populated table is a migration, which Strata does not do implicitly).
     pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
-        let report = dispatch!(self, b => b.apply_dataset(tenant, def).await)?;
+        let report = tenant_dispatch!(self, tenant, b => b.apply_dataset(tenant, def).await)?;
         if report.changed {
             tracing::info!(tenant = %tenant, dataset = %report.dataset, version = report.version,
                 created = ?report.created_tables, "dataset applied");
@@ -399,7 +437,7 @@ impl Store {
     }
 
     pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
-        dispatch!(self, b => b.datasets(tenant).await)
+        tenant_dispatch!(self, tenant, b => b.datasets(tenant).await)
     }
 
     /// Every table of the tenant, compiled, in dataset order.
@@ -416,14 +454,19 @@ impl Store {
             .ok_or_else(|| StoreError::TableNotFound(name.chars().take(64).collect()))
     }
 
-    /// Loads a stream of candidate chunks into a table in one transaction.
-    pub async fn load(
+    /// Loads CSV text into a table in one transaction, validating every row. The input is read
+    /// on a thread of its own; a connection is taken only once its first rows are parsed.
+    pub async fn load<R: std::io::Read + Send + 'static>(
         &self,
         tenant: &TenantId,
         table: &Table,
-        chunks: mpsc::Receiver<ingest::Chunk>,
+        input: R,
+        progress: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<LoadReport> {
         let started = std::time::Instant::now();
+        let _slot = self.tenant_slot(tenant).await?;
+        let rx = ingest::spawn_csv_reader(input, Arc::new(table.clone()), progress);
+        let chunks = ingest::Chunks::start(rx).await;
         let mut report = dispatch!(self, b => b.load(tenant, table, chunks).await)?;
         report.duration_ms = started.elapsed().as_millis() as u64;
         ingest::record_metrics(&table.name, report.inserted + report.unchanged, report.rejected);
@@ -441,7 +484,8 @@ impl Store {
         rows: Vec<Candidate>,
         idempotency: Option<Idempotency>,
     ) -> Result<BatchOutcome> {
-        let outcome = dispatch!(self, b => b.ingest_batch(tenant, table, rows, idempotency.clone()).await)?;
+        let outcome =
+            tenant_dispatch!(self, tenant, b => b.ingest_batch(tenant, table, rows, idempotency.clone()).await)?;
         match &outcome {
             BatchOutcome::Fresh(r) => {
                 ingest::record_metrics(&table.name, r.accepted, r.rejected);
@@ -463,7 +507,7 @@ impl Store {
     }
 
     pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
-        dispatch!(self, b => b.get_row(tenant, table, key).await)
+        tenant_dispatch!(self, tenant, b => b.get_row(tenant, table, key).await)
     }
 
     /// Rows in key order after `after`, at most `limit`.
@@ -474,7 +518,7 @@ impl Store {
         after: Option<Value>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>> {
-        dispatch!(self, b => b.list_rows(tenant, table, after, limit).await)
+        tenant_dispatch!(self, tenant, b => b.list_rows(tenant, table, after, limit).await)
     }
 
     /// Rejections of a table, newest first, with ids below `before`.
@@ -485,7 +529,7 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Rejection>> {
-        dispatch!(self, b => b.list_rejections(tenant, table, before, limit).await)
+        tenant_dispatch!(self, tenant, b => b.list_rejections(tenant, table, before, limit).await)
     }
 }
 
@@ -509,7 +553,7 @@ impl Store {
         year: strata_domain::report::Year,
     ) -> Result<Vec<strata_domain::report::QuarterRow>> {
         self.require_hr(tenant).await?;
-        dispatch!(self, b => b.hires_by_quarter(tenant, year).await)
+        tenant_dispatch!(self, tenant, b => b.hires_by_quarter(tenant, year).await)
     }
 
     pub async fn departments_above_mean(
@@ -518,7 +562,7 @@ impl Store {
         year: strata_domain::report::Year,
     ) -> Result<strata_domain::report::AboveMean> {
         self.require_hr(tenant).await?;
-        let (all, n) = dispatch!(self, b => b.department_hires(tenant, year).await)?;
+        let (all, n) = tenant_dispatch!(self, tenant, b => b.department_hires(tenant, year).await)?;
         Ok(strata_domain::report::AboveMean::from_counts(year, all, n))
     }
 
@@ -552,7 +596,7 @@ impl Store {
 impl Store {
     /// The stored answer to an order idempotency key, if any: lets a replay skip the rate call.
     pub async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
-        dispatch!(self, b => b.order_idempotency(t, key).await)
+        tenant_dispatch!(self, t, b => b.order_idempotency(t, key).await)
     }
 
     /// Creates an order of `requested` satoshis (exact; `order.sats` is its `i64` form, used
@@ -565,11 +609,11 @@ impl Store {
         order: strata_domain::order::Order,
         requested: i128,
     ) -> Result<orders::CreateOutcome> {
-        dispatch!(self, b => b.create_order(t, key, fingerprint, order, requested).await)
+        tenant_dispatch!(self, t, b => b.create_order(t, key, fingerprint, order, requested).await)
     }
 
     pub async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<strata_domain::order::Order>> {
-        dispatch!(self, b => b.get_order(t, id).await)
+        tenant_dispatch!(self, t, b => b.get_order(t, id).await)
     }
 
     /// Newest first from the read model, strictly older than `before`.
@@ -579,35 +623,35 @@ impl Store {
         before: Option<(i64, String)>,
         limit: usize,
     ) -> Result<Vec<strata_domain::order::Order>> {
-        dispatch!(self, b => b.list_orders(t, before, limit).await)
+        tenant_dispatch!(self, t, b => b.list_orders(t, before, limit).await)
     }
 
     pub async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<orders::OrderEvent>> {
-        dispatch!(self, b => b.pending_events(t, limit).await)
+        tenant_dispatch!(self, t, b => b.pending_events(t, limit).await)
     }
 
     pub async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
-        dispatch!(self, b => b.mark_published(t, seqs).await)
+        tenant_dispatch!(self, t, b => b.mark_published(t, seqs).await)
     }
 
     /// Applies events to the read model; idempotent and order-safe per order.
     pub async fn project(&self, t: &TenantId, events: Vec<orders::OrderEvent>) -> Result<()> {
-        dispatch!(self, b => b.project(t, events).await)
+        tenant_dispatch!(self, t, b => b.project(t, events).await)
     }
 
     pub async fn rebuild_read_model(&self, t: &TenantId) -> Result<u64> {
-        let n = dispatch!(self, b => b.rebuild_view(t).await)?;
+        let n = tenant_dispatch!(self, t, b => b.rebuild_view(t).await)?;
         tracing::info!(tenant = %t, orders = n, "order read model rebuilt");
         Ok(n)
     }
 
     /// (BTC in the book, cap), in satoshis.
     pub async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
-        dispatch!(self, b => b.order_book(t).await)
+        tenant_dispatch!(self, t, b => b.order_book(t).await)
     }
 
     pub async fn set_cap(&self, t: &TenantId, cap_sats: i64) -> Result<()> {
-        dispatch!(self, b => b.set_cap(t, cap_sats).await)
+        tenant_dispatch!(self, t, b => b.set_cap(t, cap_sats).await)
     }
 }
 

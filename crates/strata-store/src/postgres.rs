@@ -25,7 +25,7 @@ use strata_domain::value::Value;
 use crate::backup::ExportMsg;
 use crate::ingest::{
     dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
-    Chunk, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
+    Chunks, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
 };
 use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
 use crate::{
@@ -146,23 +146,37 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 pub struct PgStore {
+    /// Connections for tenants' data; each tenant may hold only a share (see `TenantSlots`).
     pool: Pool,
+    /// A few connections of their own for the control plane (authentication, sessions,
+    /// deployment state, `/ready`), so no amount of tenant work can starve them.
+    control: Pool,
+}
+
+/// Connections of the control-plane pool.
+pub const CONTROL_POOL_SIZE: usize = 4;
+
+fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.into()))
 }
 
 impl PgStore {
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        // The parser's own message names the offending option, never a value.
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("invalid database URL: {e}")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(10)))
-            .create_timeout(Some(std::time::Duration::from_secs(5)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.into()))?;
-        let store = Self { pool };
-        let mut client = store.pool.get().await?;
+        let store = Self {
+            pool: build_pool(config.clone(), pool_size.max(2))?,
+            control: build_pool(config, CONTROL_POOL_SIZE)?,
+        };
+        let mut client = store.control.get().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         tx.batch_execute(CONTROL_SCHEMA).await?;
@@ -170,18 +184,24 @@ impl PgStore {
         Ok(store)
     }
 
-    pub(crate) fn pool(&self) -> &Pool {
+    /// The pool for tenants' data.
+    pub(crate) fn data_pool(&self) -> &Pool {
         &self.pool
     }
 
+    /// The control plane's own pool.
+    pub(crate) fn control_pool(&self) -> &Pool {
+        &self.control
+    }
+
     pub async fn ping(&self) -> Result<()> {
-        let c = self.pool.get().await?;
+        let c = self.control.get().await?;
         c.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
 
     pub async fn create_tenant(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.control.get().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute("INSERT INTO strata_control.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id.as_str()])
@@ -202,7 +222,7 @@ impl PgStore {
     }
 
     pub async fn insert_api_key(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         let n = client
             .execute(
                 "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix)
@@ -217,7 +237,7 @@ impl PgStore {
     }
 
     pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         let row = client
             .query_opt(
                 "SELECT tenant_id FROM strata_control.api_keys WHERE hash = $1 AND revoked_at IS NULL",
@@ -228,7 +248,7 @@ impl PgStore {
     }
 
     pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         let row = client
             .query_one("SELECT EXISTS(SELECT 1 FROM strata_control.tenants WHERE id = $1)", &[&id.as_str()])
             .await?;
@@ -236,7 +256,7 @@ impl PgStore {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         let rows = client.query("SELECT id, created_at FROM strata_control.tenants ORDER BY id", &[]).await?;
         Ok(rows.iter().map(|r| TenantInfo { id: r.get(0), created_at: rfc3339(r.get(1)) }).collect())
     }
@@ -285,12 +305,7 @@ impl PgStore {
         }
     }
 
-    pub async fn load(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        mut chunks: mpsc::Receiver<Chunk>,
-    ) -> Result<LoadReport> {
+    pub async fn load(&self, tenant: &TenantId, table: &Table, mut chunks: Chunks) -> Result<LoadReport> {
         let schema = schema_of(tenant);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -298,7 +313,7 @@ impl PgStore {
         let mut tally = Tally::new(REPORT_SAMPLE);
         let writer = ChunkWriter::new(&schema, table);
         while let Some(chunk) = chunks.recv().await {
-            let chunk = chunk.map_err(StoreError::Input)?;
+            let chunk = chunk.map_err(|e| e.into_store(StoreError::Input))?;
             let outcomes = writer.write(&tx, &chunk).await?;
             let mut rejections = Vec::new();
             for (c, o) in chunk.iter().zip(outcomes) {
@@ -509,7 +524,7 @@ impl PgStore {
     pub(crate) async fn restore(
         &self,
         tenant: &TenantId,
-        sets: Vec<(Table, mpsc::Receiver<Chunk>)>,
+        sets: Vec<(Table, Chunks)>,
         all: Vec<Table>,
     ) -> Result<Vec<u64>> {
         let schema = schema_of(tenant);
@@ -525,7 +540,7 @@ impl PgStore {
             writer.defer_self_refs = true;
             let mut n = 0u64;
             while let Some(chunk) = rx.recv().await {
-                let chunk = chunk.map_err(StoreError::InvalidBackup)?;
+                let chunk = chunk.map_err(|e| e.into_store(StoreError::InvalidBackup))?;
                 let outcomes = writer.write(&tx, &chunk).await?;
                 for (c, o) in chunk.iter().zip(outcomes) {
                     restore_outcome(&t, c, o)?;
@@ -596,7 +611,7 @@ impl PgStore {
     }
 
     pub(crate) async fn create_session(&self, tenant: &TenantId, token_hash: &str, ttl_secs: i64) -> Result<()> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         client.execute("DELETE FROM strata_control.sessions WHERE expires_at < now()", &[]).await?;
         client
             .execute(
@@ -609,7 +624,7 @@ impl PgStore {
     }
 
     pub(crate) async fn session_tenant(&self, token_hash: &str) -> Result<Option<TenantId>> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         let row = client
             .query_opt(
                 "SELECT tenant_id FROM strata_control.sessions WHERE token_hash = $1 AND expires_at > now()",
@@ -620,7 +635,7 @@ impl PgStore {
     }
 
     pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        let client = self.pool.get().await?;
+        let client = self.control.get().await?;
         client.execute("DELETE FROM strata_control.sessions WHERE token_hash = $1", &[&token_hash]).await?;
         Ok(())
     }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::backup::ExportMsg;
 use crate::ingest::{
     dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
-    Chunk, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
+    Chunks, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
 };
 use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
 use crate::{
@@ -406,12 +406,7 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn load(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        mut chunks: mpsc::Receiver<Chunk>,
-    ) -> Result<LoadReport> {
+    pub async fn load(&self, tenant: &TenantId, table: &Table, mut chunks: Chunks) -> Result<LoadReport> {
         let db = self.tenant_db(tenant)?;
         let table = table.clone();
         db.write(move |conn| {
@@ -421,7 +416,7 @@ impl SqliteStore {
             {
                 let mut w = RowWriter::new(&tx, &table, false)?;
                 while let Some(chunk) = chunks.blocking_recv() {
-                    let chunk = chunk.map_err(StoreError::Input)?;
+                    let chunk = chunk.map_err(|e| e.into_store(StoreError::Input))?;
                     for c in &chunk {
                         let outcome = w.write(c)?;
                         if let Some(rej) = tally.record(c, outcome) {
@@ -625,7 +620,7 @@ impl SqliteStore {
     pub(crate) async fn restore(
         &self,
         tenant: &TenantId,
-        sets: Vec<(Table, mpsc::Receiver<Chunk>)>,
+        sets: Vec<(Table, Chunks)>,
         all: Vec<Table>,
     ) -> Result<Vec<u64>> {
         let db = self.tenant_db(tenant)?;
@@ -641,7 +636,7 @@ impl SqliteStore {
                 let mut w = RowWriter::new(&tx, &t, true)?;
                 let mut n = 0u64;
                 while let Some(chunk) = rx.blocking_recv() {
-                    let chunk = chunk.map_err(StoreError::InvalidBackup)?;
+                    let chunk = chunk.map_err(|e| e.into_store(StoreError::InvalidBackup))?;
                     for c in &chunk {
                         let outcome = w.write(c)?;
                         restore_outcome(&t, c, outcome)?;

@@ -22,6 +22,9 @@ use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
+/// A restore request that names a backup is a small JSON object.
+const RESTORE_REQUEST_BYTES: usize = 4096;
+
 /// Backups kept per table unless a request says otherwise.
 pub const DEFAULT_RETAIN: usize = 10;
 pub const AVRO_MEDIA_TYPE: &str = "application/vnd.apache.avro.file";
@@ -123,16 +126,16 @@ async fn restore(
     let t = s.store.table(&tenant, &table).await?;
     let mt = media_type(&headers).unwrap_or_default();
     let source = if mt == "application/json" {
-        let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
-            ApiError::new(ErrorCode::BodyTooLarge, "a restore request names a backup in a small JSON body")
-        })?;
+        let bytes = axum::body::to_bytes(body, RESTORE_REQUEST_BYTES)
+            .await
+            .map_err(|e| crate::limits::read_error(e, RESTORE_REQUEST_BYTES))?;
         let req: RestoreBody = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"backup_id\": \"...\"}}: {e}"))
         })?;
         RestoreSource::Backup(req.backup_id)
     } else if is_avro(&mt) {
         // Streamed: the file is decoded as it arrives, on a thread of its own.
-        let stream = body.into_data_stream().map_err(|e| std::io::Error::other(e.to_string()));
+        let stream = body.into_data_stream().map_err(crate::limits::io_error);
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         RestoreSource::File { reader: Box::new(reader), name: "upload".into() }
     } else {

@@ -1,7 +1,6 @@
 //! Datasets: a tenant declares its own tables.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -12,12 +11,11 @@ use strata_domain::ErrorCode;
 use super::media_type;
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Buffered;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/datasets", get(list))
-        .route("/v1/datasets/{name}", put(apply).layer(DefaultBodyLimit::max(MAX_DEFINITION_BYTES)))
+    Router::new().route("/v1/datasets", get(list)).route("/v1/datasets/{name}", put(apply))
 }
 
 async fn list(State(s): State<AppState>, AuthTenant(tenant): AuthTenant) -> ApiResult<Json<serde_json::Value>> {
@@ -30,9 +28,9 @@ async fn apply(
     AuthTenant(tenant): AuthTenant,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Buffered<MAX_DEFINITION_BYTES>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let body = body.map_err(super::ingest::body_error)?;
+    let body = body.bytes;
     let format = media_type(&headers).as_deref().and_then(Format::from_media_type).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnsupportedMediaType,

@@ -2,8 +2,6 @@
 //! Guarded by its own bearer token (`--admin-token`), never by a tenant's API key; without a
 //! configured token the routes answer 404, so the surface is off by default.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -77,12 +75,9 @@ fn switch_error(e: SwitchError) -> ApiError {
 async fn switch(
     _: Admin,
     State(s): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: crate::limits::Buffered<4096>,
 ) -> ApiResult<Json<strata_store::deploy::SwitchRecord>> {
-    let raw = body.map_err(super::ingest::body_error)?;
-    if raw.len() > 4096 {
-        return Err(ApiError::new(ErrorCode::BodyTooLarge, "the switch request is larger than 4 KiB"));
-    }
+    let raw = body.bytes;
     let b: SwitchBody = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"to\": \"blue\"|\"green\"}}: {e}"))
     })?;

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,12 +17,13 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use strata_domain::validate::validate_object;
 use strata_domain::ErrorCode;
-use strata_store::ingest::{candidates_from_csv, spawn_csv_reader, Candidate};
+use strata_store::ingest::{candidates_from_csv, Candidate};
 use strata_store::{BatchOutcome, Idempotency};
 
 use super::media_type;
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Buffered;
 use crate::AppState;
 
 pub const MAX_BATCH_ROWS: usize = 1000;
@@ -32,16 +32,11 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/tables/{table}/rows",
-            post(ingest_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)).get(super::rows::list_rows),
-        )
-        .route(
-            "/v1/tables/{table}/load",
-            // A load streams: no body limit, memory stays flat.
-            post(load).layer(DefaultBodyLimit::disable()),
-        )
+    Router::new().route("/v1/tables/{table}/rows", post(ingest_batch).get(super::rows::list_rows)).route(
+        "/v1/tables/{table}/load",
+        // A load streams: no body limit, memory stays flat.
+        post(load).layer(DefaultBodyLimit::disable()),
+    )
 }
 
 fn is_csv(mt: &str) -> bool {
@@ -60,11 +55,11 @@ async fn load(
         Some(mt) if is_csv(&mt) => {}
         _ => return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the file with Content-Type: text/csv")),
     }
-    // Body stream -> blocking reader -> CSV thread -> chunks -> one database transaction.
-    let stream = body.into_data_stream().map_err(|e| std::io::Error::other(e.to_string()));
+    // Body stream -> blocking reader -> CSV thread -> chunks -> one database transaction. A
+    // client that sends too slowly gets its stream cut (crate::limits) and the load rolls back.
+    let stream = body.into_data_stream().map_err(crate::limits::io_error);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    let chunks = spawn_csv_reader(reader, Arc::new(t.clone()), Arc::new(AtomicU64::new(0)));
-    let report = s.store.load(&tenant, &t, chunks).await?;
+    let report = s.store.load(&tenant, &t, reader, Arc::new(AtomicU64::new(0))).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -92,9 +87,9 @@ async fn ingest_batch(
     AuthTenant(tenant): AuthTenant,
     Path(table): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Buffered<MAX_BATCH_BYTES>,
 ) -> ApiResult<Response> {
-    let body = body.map_err(body_error)?;
+    let body = body.bytes;
     let t = s.store.table(&tenant, &table).await?;
     let key = idempotency_key(&headers)?;
     let mt = media_type(&headers).unwrap_or_default();
@@ -162,13 +157,4 @@ fn check_count(n: usize) -> ApiResult<()> {
         .with_details(json!({"limit": MAX_BATCH_ROWS, "rows": n})));
     }
     Ok(())
-}
-
-/// Body-reading failures as API errors: over the limit is a 413 with the limit, the rest 400.
-pub(crate) fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(ErrorCode::BodyTooLarge, "the request body is larger than this endpoint accepts")
-    } else {
-        ApiError::new(ErrorCode::MalformedBody, format!("the request body could not be read: {}", e.body_text()))
-    }
 }

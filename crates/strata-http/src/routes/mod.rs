@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(deploy::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::guard_requests))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }

@@ -19,9 +19,12 @@ use strata_store::orders::{decode_cursor, encode_cursor, CreateOutcome, OrderErr
 use super::query_error;
 use crate::auth::AuthTenant;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::Buffered;
 use crate::AppState;
 
 pub const MAX_PAGE: usize = 100;
+/// An order is a few dozen bytes of JSON; extra fields are allowed, within reason.
+pub const MAX_ORDER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE: usize = 20;
 
 pub fn router() -> Router<AppState> {
@@ -137,8 +140,9 @@ async fn create(
     State(s): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     headers: HeaderMap,
-    body: Bytes,
+    body: Buffered<MAX_ORDER_BYTES>,
 ) -> ApiResult<Response> {
+    let body = body.bytes;
     let key = idempotency_key(headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}")))?;
     let is_json = super::media_type(&headers).as_deref() == Some("application/json");
     if !is_json {
@@ -235,9 +239,9 @@ fn compat_order(o: &Order) -> Json {
            "currency_amount": j["amount"], "btc_rate": j["exchange_rate"], "btc_amount": j["btc_amount"]})
 }
 
-async fn compat_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn compat_create(State(s): State<AppState>, body: Buffered<MAX_ORDER_BYTES>) -> ApiResult<Response> {
     let tenant = compat_tenant(&s)?;
-    let body = json_body(&body)?;
+    let body = json_body(&body.bytes)?;
     let key = match body.get("idempotence_key") {
         Some(Json::String(k)) => idempotency_key(Some(k))?,
         _ => return Err(field_error("idempotence_key", "idempotence_key is required (a string)")),

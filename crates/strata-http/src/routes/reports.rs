@@ -167,9 +167,14 @@ fn cookie(value: &str, max_age: i64) -> String {
 
 async fn sign_in(
     State(s): State<AppState>,
-    body: Result<Json<SignIn>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: crate::limits::Buffered<4096>,
 ) -> ApiResult<Response> {
-    let Json(body) = body.map_err(|e| ApiError::new(ErrorCode::MalformedJson, e.body_text()))?;
+    if super::media_type(&headers).as_deref() != Some("application/json") {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send {\"api_key\": ...} as application/json"));
+    }
+    let body: SignIn = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"api_key\": \"...\"}}: {e}")))?;
     let key = body.api_key.trim();
     let tenant = if strata_domain::tenant::looks_like_api_key(key) {
         s.store.authenticate(&strata_domain::tenant::KeyHash::of(key)).await?

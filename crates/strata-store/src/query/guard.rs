@@ -366,7 +366,20 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Strin
     }
     let mut unqualify = Unqualify { catalog };
     let _ = VisitMut::visit(&mut stmt, &mut unqualify);
-    Ok(stmt.to_string())
+    let out = stmt.to_string();
+    drop(stmt);
+    // What runs must be what was checked: the printed query, parsed again, prints the same.
+    // (A printer that loses quoting would let the database read something the guard never saw.)
+    let again = Parser::new(d.as_ref())
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(&out)
+        .and_then(|mut p| p.parse_statements())
+        .ok()
+        .map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    if again.as_deref() != Some(out.as_str()) {
+        return Err(QueryError::Rejected("the query uses quoting that cannot be checked reliably; rewrite it with plain or double-quoted identifiers".into()));
+    }
+    Ok(out)
 }
 
 /// The pre-parse bound (wall 1 of the module docs). Counts, per bracket level, the tokens since
@@ -495,6 +508,15 @@ fn parts(name: &ObjectName) -> Option<Vec<String>> {
 
 impl Visitor for Checker<'_> {
     type Break = QueryError;
+
+    fn pre_visit_ident(&mut self, i: &sqlparser::ast::Ident) -> ControlFlow<QueryError> {
+        // SQLite ends a [bracketed] name at the first `]`, and nothing escapes one inside it;
+        // the parser may read further. Names are double-quoted (or plain) here.
+        if i.quote_style == Some('[') {
+            return reject("names in [brackets] are not supported; use double quotes");
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<QueryError> {
         // Data-modifying CTEs (`WITH x AS (DELETE ...)`) arrive as nested statements.
@@ -767,6 +789,13 @@ mod tests {
         ok("SELECT CAST(id AS text), id::bigint, '2021-01-01'::date, CAST('1.5' AS numeric(10, 2)), TIMESTAMP '2021-01-01 00:00:00' FROM employees");
         ok("SELECT '1'::int4, '1'::int8, 1::float8, 'true'::boolean, '1 day'::interval");
         check("SELECT ARRAY[1, 2]::int[]", SqlDialect::Postgres, &hr()).unwrap();
+    }
+
+    #[test]
+    fn bracketed_names_whose_end_sqlite_reads_differently_are_refused() {
+        for sql in ["SELECT 1 AS [a]", "SELECT 1 AS [a[b] FROM sqlite_master --]", "SELECT ARRAY[SELECT ARRAY[1]]"] {
+            assert!(check(sql, SqlDialect::Sqlite, &hr()).is_err(), "{sql}");
+        }
     }
 
     #[test]

@@ -120,7 +120,10 @@ pub enum QueryError {
 
 impl From<StoreError> for QueryError {
     fn from(e: StoreError) -> Self {
-        QueryError::Storage(e.to_string())
+        match e {
+            StoreError::TenantBusy { .. } => QueryError::ResourceExhausted(e.to_string()),
+            _ => QueryError::Storage(e.to_string()),
+        }
     }
 }
 
@@ -422,9 +425,12 @@ impl Store {
         let tables = self.tables(tenant).await?;
         let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
         let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
+        // The query holds one of the tenant's slots (and, on PostgreSQL, a connection) until
+        // its executor ends: read to the end, cancelled, timed out or dropped.
+        let slot = self.tenant_slot(tenant).await?;
         match &self.backend {
-            Backend::Sqlite(s) => sqlite::start(s, tenant, tables, checked, opts),
-            Backend::Postgres(p) => pg::start(p, tenant, checked, opts).await,
+            Backend::Sqlite(s) => sqlite::start(s, tenant, tables, checked, opts, Some(slot)),
+            Backend::Postgres(p) => pg::start(p, tenant, checked, opts, slot).await,
         }
     }
 
@@ -434,8 +440,8 @@ impl Store {
         let sql = guard::check_async("SELECT 1 AS ok", self.sql_dialect(), &Catalog::default()).await?;
         let opts = QueryOptions { timeout: Duration::from_secs(5), batch_rows: 16, ..Default::default() };
         let mut q = match &self.backend {
-            Backend::Sqlite(s) => sqlite::start_at(s.control_file(), Vec::new(), sql, opts)?,
-            Backend::Postgres(p) => pg::start_in(p, "strata_control".into(), sql, opts).await?,
+            Backend::Sqlite(s) => sqlite::start_at(s.control_file(), Vec::new(), sql, opts, None)?,
+            Backend::Postgres(p) => pg::start_in(p.control_pool(), "strata_control".into(), sql, opts, None).await?,
         };
         match q.next_batch().await? {
             Some(b) if b.rows == 1 && b.columns.first().map(|c| &c.values) == Some(&ColumnValues::Long(vec![1])) => {
@@ -450,6 +456,7 @@ impl Store {
         let tables = self.tables(tenant).await?;
         let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
         let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
+        let _slot = self.tenant_slot(tenant).await?;
         match &self.backend {
             Backend::Sqlite(s) => sqlite::explain(s, tenant, tables, checked).await,
             Backend::Postgres(p) => pg::explain(p, tenant, checked).await,

@@ -14,6 +14,7 @@ use super::{
     RunningQuery, CANCELLED, DONE, RUNNING,
 };
 use crate::postgres::{schema_of, PgStore};
+use crate::slots::TenantPermit;
 
 fn kind_of(t: &Type) -> Option<ColKind> {
     Some(match *t {
@@ -56,22 +57,26 @@ pub(super) async fn start(
     tenant: &TenantId,
     sql: String,
     opts: QueryOptions,
+    slot: TenantPermit,
 ) -> Result<RunningQuery, QueryError> {
-    start_in(p, schema_of(tenant), sql, opts).await
+    start_in(p.data_pool(), schema_of(tenant), sql, opts, Some(slot)).await
 }
 
-/// `schema` must already be a quoted identifier.
+/// `schema` must already be a quoted identifier. The executor task holds `slot` and the
+/// connection until it ends.
 pub(super) async fn start_in(
-    p: &PgStore,
+    pool: &deadpool_postgres::Pool,
     schema: String,
     sql: String,
     opts: QueryOptions,
+    slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
-    let client = p.pool().get().await.map_err(|e| QueryError::Storage(e.to_string()))?;
+    let client = pool.get().await.map_err(|e| QueryError::Storage(e.to_string()))?;
     let canceller = Canceller::new(Some(client.cancel_token()));
     let (tx, rx) = mpsc::channel(2);
     let c = canceller.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let mut client = client;
         let result = run(&mut client, &schema, &sql, opts, &c, &tx).await;
         let clean = c
@@ -232,7 +237,7 @@ fn to_batch(rows: &[Row], columns: &[(ColumnDesc, Type)]) -> Result<Batch, Query
 }
 
 pub(super) async fn explain(p: &PgStore, tenant: &TenantId, sql: String) -> Result<String, QueryError> {
-    let mut client = p.pool().get().await.map_err(|e| QueryError::Storage(e.to_string()))?;
+    let mut client = p.data_pool().get().await.map_err(|e| QueryError::Storage(e.to_string()))?;
     let c = Canceller::new(None);
     let opts = QueryOptions::default();
     let e = |err| db_error(err, &c, &opts);

@@ -18,6 +18,7 @@ use super::{
     date_micros, guard, Batch, Canceller, ColKind, ColumnBuilder, ColumnDesc, Event, QueryError, QueryOptions,
     RunningQuery, TIMED_OUT,
 };
+use crate::slots::TenantPermit;
 use crate::sqlite::SqliteStore;
 
 pub(super) fn start(
@@ -26,21 +27,25 @@ pub(super) fn start(
     tables: Vec<Table>,
     sql: String,
     opts: QueryOptions,
+    slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
-    start_at(s.tenant_file(tenant)?, tables, sql, opts)
+    start_at(s.tenant_file(tenant)?, tables, sql, opts, slot)
 }
 
+/// `slot` is held by the executor thread until it ends.
 pub(super) fn start_at(
     path: PathBuf,
     tables: Vec<Table>,
     sql: String,
     opts: QueryOptions,
+    slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
     let (tx, rx) = mpsc::channel(2);
     let canceller = Canceller::new(None);
     let c = canceller.clone();
     let watchdog = canceller.watchdog(opts.timeout);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let result = run(path, &tables, &sql, opts, &c, &tx);
         let stopped = c.error(opts.timeout);
         c.finish();
