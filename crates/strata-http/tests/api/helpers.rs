@@ -92,15 +92,27 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, options: strata_http::startup::Options) -> TestApp {
+    spawn_app_tuned(backend, options, 8, |s| s).await
+}
+
+/// A server whose store has a data pool of `pool_size` (PostgreSQL) and is shaped by `tune`
+/// (tenant slots, say).
+pub async fn spawn_app_tuned(
+    backend: Backend,
+    options: strata_http::startup::Options,
+    pool_size: usize,
+    tune: impl FnOnce(Store) -> Store,
+) -> TestApp {
     let (dir, pg) = match backend {
         Backend::Sqlite => (Some(tempfile::tempdir().unwrap()), None),
         Backend::Postgres => (None, Some(PgDatabase::create().await)),
     };
     let backups = tempfile::tempdir().unwrap();
-    let store = Store::open(&store_config(backend, dir.as_ref(), pg.as_ref()))
-        .await
-        .unwrap()
-        .with_backup_dir(backups.path().to_path_buf());
+    let mut config = store_config(backend, dir.as_ref(), pg.as_ref());
+    if let StoreConfig::Postgres { pool_size: p, .. } = &mut config {
+        *p = pool_size;
+    }
+    let store = tune(Store::open(&config).await.unwrap().with_backup_dir(backups.path().to_path_buf()));
     let app = strata_http::startup::Application::build_with("127.0.0.1:0".parse().unwrap(), store.clone(), options)
         .await
         .unwrap();

@@ -12,6 +12,7 @@ mod grpc;
 mod hostile;
 mod ingest;
 mod isolation;
+mod limits;
 mod load;
 mod operations;
 mod orders;
