@@ -31,10 +31,12 @@ fi
 venv="${STRATA_TEST_VENV:-$HOME/.cache/strata-test-venv}"
 # The real e6data Python connector (the version ../shared/protocols/e6data-wire.md studied) is
 # the judge of the gRPC query service; it needs a C compiler for Thrift's accelerator.
-if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam, e6data_python_connector' >/dev/null 2>&1; then
+# Schemathesis judges the HTTP API against its served OpenAPI document.
+if ! "$venv/bin/python" -c 'import fastavro, backports.zstd, cramjam, e6data_python_connector, schemathesis' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    'fastavro==1.13.1' 'backports.zstd>=1.0' 'cramjam>=2.8' 'e6data-python-connector==3.0.2'
+    'fastavro==1.13.1' 'backports.zstd>=1.0' 'cramjam>=2.8' 'e6data-python-connector==3.0.2' \
+    'schemathesis==4.32.5'
 fi
 export STRATA_TEST_PYTHON="$venv/bin/python"
 

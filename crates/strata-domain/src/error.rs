@@ -76,6 +76,7 @@ error_codes! {
     TableNotFound => ("table_not_found", NotFound),
     RowNotFound => ("row_not_found", NotFound),
     InvalidKey => ("invalid_key", BadRequest),
+    InvalidPath => ("invalid_path", BadRequest),
     InvalidCursor => ("invalid_cursor", BadRequest),
     InvalidLimit => ("invalid_limit", BadRequest),
     InvalidQuery => ("invalid_query", BadRequest),

@@ -71,7 +71,7 @@ struct JsonBatch {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = super::single_header(headers, "idempotency-key")? else { return Ok(None) };
     let s = v.to_str().ok().map(str::trim).unwrap_or("");
     if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(ApiError::new(

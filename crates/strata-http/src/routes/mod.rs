@@ -35,8 +35,41 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::guard_requests))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
+}
+
+/// Every error is JSON: a rejection axum produced itself (a path segment that is not UTF-8, say)
+/// arrives as plain text and leaves as the API's error shape, with a code for its status.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidPath,
+        404 => ErrorCode::RouteNotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        413 => ErrorCode::BodyTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::MalformedJson,
+        _ => ErrorCode::Internal,
+    };
+    let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body).chars().filter(|c| !c.is_control()).take(200).collect();
+    let message = if code == ErrorCode::Internal { "an internal error occurred".to_string() } else { text };
+    let mut out = ApiError::new(code, message).into_response();
+    *out.status_mut() = status;
+    out
 }
 
 async fn not_found() -> ApiError {
@@ -45,6 +78,23 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method; see /docs")
+}
+
+/// The one value of a header that may appear at most once: a repeated `Idempotency-Key` must
+/// not be silently reduced to its first copy.
+pub(crate) fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+) -> Result<Option<&'h axum::http::HeaderValue>, ApiError> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            format!("send the {name} header once; this request repeats it"),
+        ));
+    }
+    Ok(first)
 }
 
 /// The media type of a request without parameters, lowercased.

@@ -143,7 +143,8 @@ async fn create(
     body: Buffered<MAX_ORDER_BYTES>,
 ) -> ApiResult<Response> {
     let body = body.bytes;
-    let key = idempotency_key(headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}")))?;
+    let key =
+        idempotency_key(super::single_header(&headers, "idempotency-key")?.map(|v| v.to_str().unwrap_or("\u{0}")))?;
     let is_json = super::media_type(&headers).as_deref() == Some("application/json");
     if !is_json {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the order as application/json"));

@@ -186,7 +186,35 @@ async fn bodies_that_are_too_big_too_slow_or_encoded_get_json_errors(b: Backend)
     assert!(line.contains("408"), "{line}");
 }
 
+async fn repeated_idempotency_keys_and_undecodable_paths_get_json_errors(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    for (path, body) in [
+        ("/v1/tables/employees/rows", serde_json::json!({"rows": [employee(9001, "A", 1, 1)]})),
+        ("/v1/buy-orders", serde_json::json!({"currency": "USD", "amount": "10"})),
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&key)
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(r).await, (400, "invalid_idempotency_key".to_string()), "{path}");
+    }
+    assert_eq!(app.all_rows(&key, "employees").await.len(), 1929);
+    for path in ["/v1/tables/%FF/rows", "/v1/tables/employees/rows/%FF%FE"] {
+        let r = app.get(&key, path).await;
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        assert_eq!(error_code(r).await, (400, "invalid_path".to_string()), "{path}");
+    }
+}
+
 crate::on_both_backends!(
+    repeated_idempotency_keys_and_undecodable_paths_get_json_errors,
     trickled_uploads_end_with_408_and_starve_no_other_tenant,
     half_sent_headers_are_closed_after_the_header_timeout,
     a_tenant_past_its_storage_slots_gets_429_while_others_are_served,
