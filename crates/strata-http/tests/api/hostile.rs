@@ -292,7 +292,46 @@ async fn nested_definitions_are_refused_at_once_and_nobody_else_waits(b: Backend
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["datasets"], serde_json::json!([]));
 }
 
+async fn a_client_that_stops_reading_loses_its_query_at_the_time_limit(b: Backend) {
+    let options = strata_http::startup::Options::default();
+    let app = spawn_app_tuned(b, options, 4, |s| s.with_tenant_slots(1, Duration::from_millis(300))).await;
+    let key = app.tenant_with_canonical_data("acme").await;
+    let g = grpc(&app, Stack::Blue, |o| {
+        o.query.timeout = Duration::from_secs(2);
+        o.query.batch_rows = 100;
+    })
+    .await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    let mut slow = conn.cursor();
+    slow.execute("SELECT a.employee_name FROM employees a, employees b").await.unwrap();
+    assert!(slow.fetch_batch().await.unwrap().is_some());
+    // The one slot is held by the unread query: another query must wait, and is refused.
+    let err = conn.cursor().execute("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
+    // Past the time limit the query is over, whether or not its client reads, and the slot
+    // is free again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut cur = conn.cursor();
+    cur.execute("SELECT 1").await.unwrap();
+    assert_eq!(cur.fetch_all().await.unwrap(), vec![vec![Value::Int(1)]]);
+    let mut outcome = Ok(());
+    for _ in 0..100 {
+        match slow.fetch_batch().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    let err = outcome.expect_err("the unread query should have ended at its time limit");
+    assert_eq!(err.code(), Some(Code::DeadlineExceeded), "{err}");
+    g.stop().await;
+}
+
 crate::on_both_backends!(
+    a_client_that_stops_reading_loses_its_query_at_the_time_limit,
     nested_definitions_are_refused_at_once_and_nobody_else_waits,
     an_order_beyond_every_cap_is_refused_with_its_true_size,
     a_nul_byte_rejects_only_its_row_on_every_path,

@@ -190,11 +190,14 @@ pub struct Canceller {
     pg: Option<tokio_postgres::CancelToken>,
     /// Set once the SQLite connection is open.
     sqlite: Arc<std::sync::Mutex<Option<rusqlite::InterruptHandle>>>,
+    /// Wakes an executor waiting for the reader, so a stopped query lets go of its connection
+    /// and slot at once instead of when (if ever) the client reads again.
+    stopped_notify: Arc<tokio::sync::Notify>,
 }
 
 impl Canceller {
     fn new(pg: Option<tokio_postgres::CancelToken>) -> Self {
-        Self { state: Arc::new(AtomicU8::new(RUNNING)), pg, sqlite: Arc::default() }
+        Self { state: Arc::new(AtomicU8::new(RUNNING)), pg, sqlite: Arc::default(), stopped_notify: Arc::default() }
     }
 
     /// Stops the query: SQLite is interrupted (and its progress handler aborts at its next
@@ -214,6 +217,23 @@ impl Canceller {
             if let Some(h) = self.sqlite.lock().unwrap().as_ref() {
                 h.interrupt();
             }
+            self.stopped_notify.notify_waiters();
+        }
+    }
+
+    /// Hands an event to the reader, or gives up as soon as the query is stopped (its time
+    /// limit counts the client's reading too: a client that stops reading cannot hold a
+    /// connection past it). `Err` means: stop producing.
+    async fn send(&self, tx: &mpsc::Sender<Event>, ev: Event) -> Result<(), ()> {
+        let notified = self.stopped_notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.stopped().is_some() {
+            return Err(());
+        }
+        tokio::select! {
+            r = tx.send(ev) => r.map_err(|_| ()),
+            _ = notified => Err(()),
         }
     }
 

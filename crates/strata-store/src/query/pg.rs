@@ -75,8 +75,10 @@ pub(super) async fn start_in(
     let canceller = Canceller::new(Some(client.cancel_token()));
     let (tx, rx) = mpsc::channel(2);
     let c = canceller.clone();
+    let watchdog = canceller.watchdog(opts.timeout);
     tokio::spawn(async move {
         let _slot = slot;
+        let _watchdog = watchdog;
         let mut client = client;
         let result = run(&mut client, &schema, &sql, opts, &c, &tx).await;
         let clean = c
@@ -84,7 +86,8 @@ pub(super) async fn start_in(
             .compare_exchange(RUNNING, DONE, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
             .is_ok();
         if let Err(e) = result {
-            let _ = tx.send(Event::Error(e)).await;
+            // Best effort: a reader that stopped reading learns the reason from the canceller.
+            let _ = tx.try_send(Event::Error(c.error(opts.timeout).unwrap_or(e)));
         }
         if !clean {
             // A cancel request may still be on its way to this backend: never hand the
@@ -131,8 +134,8 @@ async fn run(
         })?;
         columns.push((ColumnDesc { name: col.name().to_string(), kind }, col.type_().clone()));
     }
-    if tx.send(Event::Schema(columns.iter().map(|(d, _)| d.clone()).collect())).await.is_err() {
-        return Ok(());
+    if c.send(tx, Event::Schema(columns.iter().map(|(d, _)| d.clone()).collect())).await.is_err() {
+        return c.error(opts.timeout).map_or(Ok(()), Err);
     }
     let portal = t.bind(&stmt, &[]).await.map_err(e)?;
     let batch = opts.batch_rows.clamp(1, i32::MAX as usize);
@@ -156,8 +159,8 @@ async fn run(
             if bytes >= max_bytes && fetched < batch {
                 let b = to_batch(&std::mem::take(&mut pending), &columns)?;
                 bytes = 0;
-                if tx.send(Event::Batch(b, false)).await.is_err() {
-                    return Ok(());
+                if c.send(tx, Event::Batch(b, false)).await.is_err() {
+                    return c.error(opts.timeout).map_or(Ok(()), Err);
                 }
             }
         }
@@ -165,8 +168,8 @@ async fn run(
         if !pending.is_empty() || last {
             let b = to_batch(&std::mem::take(&mut pending), &columns)?;
             bytes = 0;
-            if tx.send(Event::Batch(b, last)).await.is_err() {
-                return Ok(());
+            if c.send(tx, Event::Batch(b, last)).await.is_err() {
+                return c.error(opts.timeout).map_or(Ok(()), Err);
             }
         }
         if last {

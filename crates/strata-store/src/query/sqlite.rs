@@ -44,14 +44,17 @@ pub(super) fn start_at(
     let canceller = Canceller::new(None);
     let c = canceller.clone();
     let watchdog = canceller.watchdog(opts.timeout);
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let result = run(path, &tables, &sql, opts, &c, &tx);
+        let send = |ev: Event| rt.block_on(c.send(&tx, ev)).is_ok();
+        let result = run(path, &tables, &sql, opts, &c, &send);
         let stopped = c.error(opts.timeout);
         c.finish();
         drop(watchdog);
         if let Err(e) = result {
-            let _ = tx.blocking_send(Event::Error(stopped.unwrap_or(e)));
+            // Best effort: a reader that stopped reading learns the reason from the canceller.
+            let _ = tx.try_send(Event::Error(stopped.unwrap_or(e)));
         }
     });
     Ok(RunningQuery::new(rx, canceller, opts.timeout))
@@ -163,7 +166,7 @@ fn run(
     sql: &str,
     opts: QueryOptions,
     c: &Canceller,
-    tx: &mpsc::Sender<Event>,
+    send: &dyn Fn(Event) -> bool,
 ) -> Result<(), QueryError> {
     let deadline = Instant::now() + opts.timeout;
     let conn = open(&path, tables, c, deadline, &opts)?;
@@ -221,8 +224,8 @@ fn run(
         kinds.into_iter().enumerate().map(|(i, k)| k.unwrap_or_else(|| infer(first.iter().map(|r| &r[i])))).collect();
     let columns: Vec<ColumnDesc> =
         names.into_iter().zip(&kinds).map(|(name, &kind)| ColumnDesc { name, kind }).collect();
-    if tx.blocking_send(Event::Schema(columns.clone())).is_err() {
-        return Ok(());
+    if !send(Event::Schema(columns.clone())) {
+        return c.error(opts.timeout).map_or(Ok(()), Err);
     }
     let mut builders: Vec<ColumnBuilder> = kinds.iter().map(|&k| ColumnBuilder::new(k, first.len())).collect();
     for row in &first {
@@ -237,8 +240,8 @@ fn run(
             let next: Vec<ColumnBuilder> = kinds.iter().map(|&k| ColumnBuilder::new(k, batch_rows)).collect();
             let done = std::mem::replace(&mut builders, next);
             let batch = Batch { rows: count, columns: done.into_iter().map(ColumnBuilder::finish).collect() };
-            if tx.blocking_send(Event::Batch(batch, !more)).is_err() {
-                return Ok(()); // the reader is gone
+            if !send(Event::Batch(batch, !more)) {
+                return c.error(opts.timeout).map_or(Ok(()), Err); // stopped, or the reader is gone
             }
             count = 0;
             bytes = 0;
@@ -246,7 +249,7 @@ fn run(
         if !more {
             if count == 0 {
                 // The previous batch was full and happened to be the last: say so.
-                let _ = tx.blocking_send(Event::Batch(Batch { rows: 0, columns: Vec::new() }, true));
+                let _ = send(Event::Batch(Batch { rows: 0, columns: Vec::new() }, true));
             }
             return Ok(());
         }
