@@ -56,8 +56,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body may still be on its way: close rather than read it.
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a slow body may still be on its way: close rather than wait for it.
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp

@@ -263,7 +263,13 @@ impl<const MAX: usize> FromRequest<AppState> for Buffered<MAX> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX) {
+        if let Some(n) = declared.filter(|n| *n > MAX) {
+            // Read the rest and drop it (a modest amount, at the client's pace, within the body
+            // limits), so a client still sending sees the 413 instead of a broken pipe.
+            if n <= MAX_DRAIN_BYTES {
+                let mut body = req.into_body();
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            }
             return Err(too_large(MAX));
         }
         let budget = match req.extensions().get::<TenantId>() {
@@ -274,6 +280,9 @@ impl<const MAX: usize> FromRequest<AppState> for Buffered<MAX> {
         Ok(Self { bytes, _budget: budget })
     }
 }
+
+/// A body declared too large is still read (and dropped) up to this size before the refusal.
+const MAX_DRAIN_BYTES: usize = 64 << 20;
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
