@@ -250,7 +250,29 @@ async fn the_real_python_connector_reads_every_type_and_rides_through_a_switch()
     assert_eq!(cur.fetch_all().await.unwrap(), vec![vec![Value::Int(per)]]);
     assert_eq!(v["schemas"], serde_json::json!(["hr", "shop"]));
     assert_eq!(v["tables"], serde_json::json!(["departments", "employees", "jobs"]));
-    assert_eq!(v["columns"][2], serde_json::json!({"fieldName": "hiring_date", "fieldType": "DATETIME"}));
+    assert_eq!(v["columns"][2], serde_json::json!({"fieldName": "hiring_date", "fieldType": "TIMESTAMP"}));
+    // A SQLAlchemy user of the connector reflects every column with a type of its kind, and
+    // reads values of the right Python type through the reflected table.
+    assert_eq!(
+        v["sqlalchemy"]["employees"],
+        serde_json::json!({"employee_id": "BigInteger", "employee_name": "String", "hiring_date": "E6dataTimestamp",
+                           "department_id": "BigInteger", "job_id": "BigInteger"})
+    );
+    assert_eq!(
+        v["sqlalchemy"]["employees_row"],
+        serde_json::json!({"employee_id": "int", "employee_name": "str", "hiring_date": "datetime",
+                           "department_id": "int", "job_id": "int"})
+    );
+    assert_eq!(
+        v["sqlalchemy"]["products"],
+        serde_json::json!({"sku": "String", "price": "E6dataDecimal", "launched": "E6dataDate", "active": "Boolean",
+                           "updated_at": "E6dataTimestamp", "stock": "BigInteger"})
+    );
+    assert_eq!(
+        v["sqlalchemy"]["products_row"],
+        serde_json::json!({"sku": "str", "price": "Decimal", "launched": "date", "active": "bool",
+                           "updated_at": "datetime", "stock": "int"})
+    );
     assert!(v["delete"].as_str().unwrap().contains("only SELECT"), "{}", v["delete"]);
     assert!(v["explain_analyse"].as_str().unwrap().contains("total_query_time"), "{}", v["explain_analyse"]);
     assert!(v["dry_run"].as_str().unwrap().contains("\"valid\":true"), "{}", v["dry_run"]);

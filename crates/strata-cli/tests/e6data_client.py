@@ -49,6 +49,7 @@ def types(host, port, tenant, key):
         "tables": sorted(conn.get_tables("strata", "hr")),
         "columns": conn.get_columns("strata", "hr", "employees"),
     }
+    out["sqlalchemy"] = reflect(host, port, tenant, key)
     # The V1 calls (no catalog: prepareStatement/executeStatement)...
     v1 = Connection(host=host, port=int(port), username=tenant, password=key)
     out["products_v1"] = run(v1, "SELECT sku, price, launched, active, updated_at, stock FROM products ORDER BY sku", None)
@@ -73,6 +74,27 @@ def types(host, port, tenant, key):
         out["delete"] = str(e)
     conn.close()
     print(json.dumps(out, default=str))
+
+
+def reflect(host, port, tenant, key):
+    """What a SQLAlchemy user of the connector sees: each reflected column's SQLAlchemy type,
+    and the Python type of each value of a row read through the reflected table."""
+    from urllib.parse import quote
+    import sqlalchemy as sa
+    engine = sa.create_engine(f"e6data://{quote(tenant, safe='')}:{quote(key, safe='')}@{host}:{port}/"
+                              "?schema=hr&catalog=strata")
+    out = {}
+    for schema, table, key_col, key_val in (("hr", "employees", "employee_id", "1"), ("shop", "products", "sku", "'A-1'")):
+        t = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        out[table] = {c.name: type(c.type).__name__ for c in t.columns}
+        with engine.connect() as c:
+            # .all(), not .one(): the connector's fetchone() answers a list holding the row
+            # (its own quirk), which SQLAlchemy's one() cannot read.
+            rows = c.execute(sa.select(t).where(t.c[key_col] == sa.literal_column(key_val))).all()
+        assert len(rows) == 1, rows
+        out[table + "_row"] = {k: type(v).__name__ for k, v in rows[0]._mapping.items()}
+    engine.dispose()
+    return out
 
 
 def loop(host, port, tenant, key, stop):

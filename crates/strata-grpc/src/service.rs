@@ -607,7 +607,7 @@ impl QueryEngineService for QuerySvc {
         let field_info = table
             .columns
             .iter()
-            .map(|c| GFieldInfo { field_name: c.name.clone(), field_type: c.kind.type_name().to_string() })
+            .map(|c| GFieldInfo { field_name: c.name.clone(), field_type: c.kind.sql_type_name().to_string() })
             .collect();
         Ok(Response::new(GetColumnsResponse {
             field_info,

@@ -420,8 +420,8 @@ async fn catalog_calls_list_only_the_tenants_datasets(b: Backend) {
     assert_eq!(tables, ["departments", "employees", "jobs"]);
     assert!(conn.get_tables("shop").await.unwrap().is_empty());
     let cols = conn.get_columns("hr", "employees").await.unwrap();
-    assert_eq!(cols[2], ("hiring_date".to_string(), "DATETIME".to_string()));
-    assert_eq!(cols[0], ("employee_id".to_string(), "LONG".to_string()));
+    assert_eq!(cols[2], ("hiring_date".to_string(), "TIMESTAMP".to_string()));
+    assert_eq!(cols[0], ("employee_id".to_string(), "BIGINT".to_string()));
     let err = conn.get_columns("shop", "products").await.unwrap_err();
     assert_eq!(err.code(), Some(Code::NotFound));
     // Explain shows the database's plan.
@@ -539,7 +539,76 @@ async fn dry_run_status_explain_analyze_and_catalogs_answer(b: Backend) {
     g.stop().await;
 }
 
+async fn computed_columns_have_the_same_types_and_values_on_both_databases(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = shop(&app, "acme").await;
+    let g = grpc(&app, Stack::Blue, |_| {}).await;
+    let conn = connect(&g.endpoint, "acme", &key).await;
+    let d = |s: &str| Value::Date(chrono::NaiveDate::from_str(s).unwrap());
+    let dec = |s: &str| Value::Decimal(Decimal::from_str(s).unwrap());
+    let row = "FROM products WHERE sku = 'A-1'";
+    // (the query, the type every client sees, the value) - one expected answer for both.
+    let matrix: Vec<(String, &str, Value)> = vec![
+        ("SELECT MIN(updated_at) FROM products".into(), "DATETIME", dt("1969-12-31T23:59:59Z")),
+        ("SELECT MAX(updated_at) FROM products".into(), "DATETIME", dt("2024-02-29T12:34:56.789123Z")),
+        ("SELECT MAX(launched) FROM products".into(), "DATE", d("2024-02-29")),
+        ("SELECT MIN(price) FROM products".into(), "DECIMAL128", dec("-0.05")),
+        ("SELECT COUNT(*) FROM products".into(), "LONG", Value::Int(3)),
+        ("SELECT COUNT(updated_at) FROM products".into(), "LONG", Value::Int(2)),
+        ("SELECT SUM(stock) FROM products".into(), "LONG", Value::Int(4)),
+        ("SELECT AVG(stock) FROM products".into(), "DOUBLE", Value::Double(2.0)),
+        ("SELECT MAX(stock) - MIN(stock) FROM products".into(), "LONG", Value::Int(10)),
+        (format!("SELECT stock > 0 {row}"), "BOOLEAN", Value::Bool(true)),
+        (format!("SELECT stock IS NULL {row}"), "BOOLEAN", Value::Bool(false)),
+        (format!("SELECT sku IN ('A-1', 'B-2') {row}"), "BOOLEAN", Value::Bool(true)),
+        (format!("SELECT NOT active {row}"), "BOOLEAN", Value::Bool(false)),
+        (format!("SELECT stock BETWEEN 1 AND 9 AND sku LIKE 'A%' {row}"), "BOOLEAN", Value::Bool(true)),
+        (format!("SELECT stock + 1 {row}"), "LONG", Value::Int(8)),
+        (format!("SELECT stock / 2 {row}"), "LONG", Value::Int(3)),
+        (format!("SELECT stock % 4 {row}"), "LONG", Value::Int(3)),
+        (format!("SELECT -stock {row}"), "LONG", Value::Int(-7)),
+        (format!("SELECT stock * 1.5 {row}"), "DOUBLE", Value::Double(10.5)),
+        (format!("SELECT CAST(stock AS TEXT) {row}"), "STRING", Value::String("7".into())),
+        (format!("SELECT CAST(stock AS REAL) {row}"), "DOUBLE", Value::Double(7.0)),
+        (format!("SELECT CAST('12' AS INTEGER) {row}"), "LONG", Value::Int(12)),
+        (format!("SELECT sku || '!' {row}"), "STRING", Value::String("A-1!".into())),
+        (format!("SELECT lower(sku) {row}"), "STRING", Value::String("a-1".into())),
+        (format!("SELECT length(sku) {row}"), "LONG", Value::Int(3)),
+        (format!("SELECT COALESCE(updated_at, updated_at) {row}"), "DATETIME", dt("2024-02-29T12:34:56.789123Z")),
+        (format!("SELECT CASE WHEN active THEN launched END {row}"), "DATE", d("2024-02-29")),
+        (format!("SELECT 1 {row}"), "LONG", Value::Int(1)),
+        (format!("SELECT 'x' {row}"), "STRING", Value::String("x".into())),
+        (format!("SELECT TRUE {row}"), "BOOLEAN", Value::Bool(true)),
+        (format!("SELECT (SELECT MAX(updated_at) FROM products) {row}"), "DATETIME", dt("2024-02-29T12:34:56.789123Z")),
+        (
+            "WITH m AS (SELECT MIN(updated_at) AS t, SUM(stock) AS n FROM products) SELECT t, n FROM m".into(),
+            "DATETIME",
+            dt("1969-12-31T23:59:59Z"),
+        ),
+        ("SELECT x.t FROM (SELECT MAX(launched) AS t FROM products) AS x".into(), "DATE", d("2024-02-29")),
+        ("SELECT ROW_NUMBER() OVER (ORDER BY sku) FROM products ORDER BY sku LIMIT 1".into(), "LONG", Value::Int(1)),
+        (
+            "SELECT LAG(updated_at) OVER (ORDER BY sku) FROM products ORDER BY sku DESC LIMIT 1".into(),
+            "DATETIME",
+            dt("1969-12-31T23:59:59Z"),
+        ),
+        ("SELECT p.* FROM (SELECT MIN(launched) FROM products) AS p".into(), "DATE", d("1969-07-20")),
+    ];
+    for (sql, ty, value) in matrix {
+        let mut cur = conn.cursor();
+        cur.execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(cur.description()[0].type_name, ty, "{sql}");
+        let rows = cur.fetch_all().await.unwrap();
+        assert_eq!(rows[0][0], value, "{sql}");
+        if sql.starts_with("WITH m") {
+            assert_eq!(cur.description()[1].type_name, "LONG");
+            assert_eq!(rows[0][1], Value::Int(4));
+        }
+    }
+}
+
 crate::on_both_backends!(
+    computed_columns_have_the_same_types_and_values_on_both_databases,
     dry_run_status_explain_analyze_and_catalogs_answer,
     a_client_that_never_clears_hits_the_open_query_limit,
     the_connector_reads_every_column_type_with_exact_values,

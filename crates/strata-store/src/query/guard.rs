@@ -261,6 +261,9 @@ pub enum SqlDialect {
 pub struct Catalog {
     pub tables: HashSet<String>,
     pub schemas: HashSet<String>,
+    /// Each table's columns (lower-cased) with their types, when known: they type the result
+    /// columns of a query ([`super::types`]).
+    pub columns: std::collections::HashMap<String, Vec<(String, Option<super::ColKind>)>>,
 }
 
 impl Catalog {
@@ -272,6 +275,25 @@ impl Catalog {
         }
         c
     }
+
+    /// The catalog of a tenant's dataset tables, with their column types.
+    pub fn of_tables(tables: &[strata_domain::dataset::Table]) -> Self {
+        let mut c = Self::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
+        for t in tables {
+            let cols =
+                t.columns.iter().map(|col| (col.name.to_ascii_lowercase(), Some(super::ColKind::of(col.ty)))).collect();
+            c.columns.insert(t.name.to_ascii_lowercase(), cols);
+        }
+        c
+    }
+}
+
+/// A query that passed the guard: the SQL to run, and the type of each result column where
+/// the query itself says it (see [`super::types`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub sql: String,
+    pub kinds: Vec<Option<super::ColKind>>,
 }
 
 /// Checks `sql` and returns the text to run: the same query with dataset qualifiers removed
@@ -280,6 +302,11 @@ impl Catalog {
 /// Runs on a thread of its own (see the module docs) and blocks the caller until it is done;
 /// async callers use [`check_async`].
 pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+    check_typed(sql, dialect, catalog).map(|c| c.sql)
+}
+
+/// [`check`], with the result columns' types.
+pub fn check_typed(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Checked, QueryError> {
     let (sql, catalog) = (sql.to_string(), catalog.clone());
     let thread = std::thread::Builder::new()
         .name("strata-sql-guard".into())
@@ -291,7 +318,7 @@ pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String
 
 /// [`check`] for async callers: at most [`GUARD_THREADS`] checks run at once, and the caller's
 /// task waits without blocking its thread.
-pub async fn check_async(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+pub async fn check_async(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Checked, QueryError> {
     static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(GUARD_THREADS);
     if sql.len() > MAX_SQL_BYTES {
         return Err(too_long(sql.len()));
@@ -321,7 +348,7 @@ fn too_deep() -> QueryError {
 
 /// Everything that walks a parsed tree happens in here, on the guard's own thread; the tree is
 /// dropped here too (dropping recurses as well).
-fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
+fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Checked, QueryError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(too_long(sql.len()));
     }
@@ -366,6 +393,7 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Strin
     }
     let mut unqualify = Unqualify { catalog };
     let _ = VisitMut::visit(&mut stmt, &mut unqualify);
+    let kinds = super::types::output_kinds(&stmt, &catalog.columns);
     let out = stmt.to_string();
     drop(stmt);
     // What runs must be what was checked: the printed query, parsed again, prints the same.
@@ -379,7 +407,7 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Strin
     if again.as_deref() != Some(out.as_str()) {
         return Err(QueryError::Rejected("the query uses quoting that cannot be checked reliably; rewrite it with plain or double-quoted identifiers".into()));
     }
-    Ok(out)
+    Ok(Checked { sql: out, kinds })
 }
 
 /// The pre-parse bound (wall 1 of the module docs). Counts, per bracket level, the tokens since
@@ -587,6 +615,11 @@ impl Visitor for Checker<'_> {
             Expr::Cast { data_type, .. } => Some(data_type),
             Expr::TypedString(t) => Some(&t.data_type),
             Expr::Convert { data_type, .. } => data_type.as_ref(),
+            // Nothing binds parameters here, and a placeholder's name is text the guard does
+            // not read as SQL (`:regclass`): refuse it rather than let a database guess.
+            Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Placeholder(_)) => {
+                return reject("query parameters ($1, ?, :name) are not supported; write the values into the query");
+            }
             _ => None,
         };
         match cast_to {
@@ -615,6 +648,20 @@ impl VisitorMut for Unqualify<'_> {
         }
         ControlFlow::Continue(())
     }
+
+    /// `hr.employees.employee_id` (what SQLAlchemy writes for a table reflected with a
+    /// schema) loses its dataset too, or it would name a relation the query no longer has.
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(ids) = e {
+            if ids.len() == 3
+                && self.catalog.schemas.contains(&ids[0].value.to_ascii_lowercase())
+                && self.catalog.tables.contains(&ids[1].value.to_ascii_lowercase())
+            {
+                ids.remove(0);
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]
@@ -630,6 +677,15 @@ mod tests {
             check(sql, d, &hr()).unwrap_or_else(|e| panic!("{sql} refused on {d:?}: {e}"));
         }
         check(sql, SqlDialect::Sqlite, &hr()).unwrap()
+    }
+
+    #[test]
+    fn dataset_qualified_columns_lose_the_dataset_with_their_table() {
+        let out = ok("SELECT hr.employees.employee_id FROM hr.employees WHERE hr.employees.job_id = 1");
+        assert_eq!(out, "SELECT employees.employee_id FROM employees WHERE employees.job_id = 1");
+        // A qualifier that is no dataset of the tenant stays, and the database refuses it.
+        let out = ok("SELECT tenant_x.employees.employee_id FROM employees");
+        assert!(out.contains("tenant_x.employees.employee_id"), "{out}");
     }
 
     fn refused(sql: &str) -> String {

@@ -8,6 +8,7 @@
 pub mod guard;
 mod pg;
 mod sqlite;
+mod types;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,22 @@ impl ColKind {
             ColKind::Date => "DATE",
             ColKind::DateTime => "DATETIME",
             ColKind::Decimal => "DECIMAL128",
+        }
+    }
+
+    /// The SQL type name a column listing (`getColumns`) reports. Result metadata names the
+    /// vector type ([`ColKind::type_name`]), but a listing is read by the connector's SQLAlchemy
+    /// dialect, which knows SQL names only (`timestamp`, `bigint`, `decimal`...) and turns any
+    /// other name into `String`: a reflected `DATETIME` or `DECIMAL128` column would lose its type.
+    pub fn sql_type_name(self) -> &'static str {
+        match self {
+            ColKind::Long => "BIGINT",
+            ColKind::Double => "DOUBLE",
+            ColKind::Boolean => "BOOLEAN",
+            ColKind::String => "VARCHAR",
+            ColKind::Date => "DATE",
+            ColKind::DateTime => "TIMESTAMP",
+            ColKind::Decimal => "DECIMAL",
         }
     }
 
@@ -430,8 +447,7 @@ impl Store {
     /// Checks a query without running it; returns the SQL that would run.
     pub async fn check_query(&self, tenant: &TenantId, sql: &str) -> Result<String, QueryError> {
         let tables = self.tables(tenant).await?;
-        let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        guard::check_async(sql, self.sql_dialect(), &catalog).await
+        guard::check_async(sql, self.sql_dialect(), &Catalog::of_tables(&tables)).await.map(|c| c.sql)
     }
 
     /// Checks and starts a query. It runs in the background; read it through the returned
@@ -443,8 +459,7 @@ impl Store {
         opts: QueryOptions,
     ) -> Result<RunningQuery, QueryError> {
         let tables = self.tables(tenant).await?;
-        let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
+        let checked = guard::check_async(sql, self.sql_dialect(), &Catalog::of_tables(&tables)).await?;
         // The query holds one of the tenant's slots (and, on PostgreSQL, a connection) until
         // its executor ends: read to the end, cancelled, timed out or dropped.
         let slot = self.tenant_slot(tenant).await?;
@@ -474,8 +489,7 @@ impl Store {
     /// The database's plan for a query, as text.
     pub async fn explain_query(&self, tenant: &TenantId, sql: &str) -> Result<String, QueryError> {
         let tables = self.tables(tenant).await?;
-        let catalog = Catalog::new(tables.iter().map(|t| (t.dataset.as_str(), t.name.as_str())));
-        let checked = guard::check_async(sql, self.sql_dialect(), &catalog).await?;
+        let checked = guard::check_async(sql, self.sql_dialect(), &Catalog::of_tables(&tables)).await?.sql;
         let _slot = self.tenant_slot(tenant).await?;
         match &self.backend {
             Backend::Sqlite(s) => sqlite::explain(s, tenant, tables, checked).await,

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
+use super::guard::Checked;
 use super::{
     date_micros, Batch, Canceller, ColKind, ColumnBuilder, ColumnDesc, ColumnValues, Event, QueryError, QueryOptions,
     RunningQuery, CANCELLED, DONE, RUNNING,
@@ -55,11 +56,11 @@ fn db_error(e: tokio_postgres::Error, c: &Canceller, opts: &QueryOptions) -> Que
 pub(super) async fn start(
     p: &PgStore,
     tenant: &TenantId,
-    sql: String,
+    q: Checked,
     opts: QueryOptions,
     slot: TenantPermit,
 ) -> Result<RunningQuery, QueryError> {
-    start_in(p.data_pool(), schema_of(tenant), sql, opts, Some(slot)).await
+    start_in(p.data_pool(), schema_of(tenant), q, opts, Some(slot)).await
 }
 
 /// `schema` must already be a quoted identifier. The executor task holds `slot` and the
@@ -67,7 +68,7 @@ pub(super) async fn start(
 pub(super) async fn start_in(
     pool: &deadpool_postgres::Pool,
     schema: String,
-    sql: String,
+    q: Checked,
     opts: QueryOptions,
     slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
@@ -80,7 +81,7 @@ pub(super) async fn start_in(
         let _slot = slot;
         let _watchdog = watchdog;
         let mut client = client;
-        let result = run(&mut client, &schema, &sql, opts, &c, &tx).await;
+        let result = run(&mut client, &schema, &q, opts, &c, &tx).await;
         let clean = c
             .state
             .compare_exchange(RUNNING, DONE, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
@@ -101,11 +102,12 @@ pub(super) async fn start_in(
 async fn run(
     client: &mut deadpool_postgres::Object,
     schema: &str,
-    sql: &str,
+    q: &Checked,
     opts: QueryOptions,
     c: &Canceller,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), QueryError> {
+    let sql = &q.sql;
     let e = |err| db_error(err, c, &opts);
     let t = client.build_transaction().read_only(true).start().await.map_err(e)?;
     t.batch_execute(&format!(
@@ -124,7 +126,7 @@ async fn run(
     );
     let stmt = t.prepare(&wrapped).await.map_err(e)?;
     let mut columns = Vec::new();
-    for col in stmt.columns() {
+    for (i, col) in stmt.columns().iter().enumerate() {
         let kind = kind_of(col.type_()).ok_or_else(|| {
             QueryError::Unsupported(format!(
                 "column `{}` has PostgreSQL type `{}`; CAST it to text, a number, a date or a timestamp",
@@ -132,6 +134,13 @@ async fn run(
                 col.type_()
             ))
         })?;
+        // The type the query gives the column (super::types) wins where PostgreSQL's differs
+        // only in representation: `numeric` from SUM/AVG of integers becomes LONG/DOUBLE, as
+        // on SQLite. Other types are PostgreSQL's own.
+        let kind = match q.kinds.get(i).copied().flatten() {
+            Some(t @ (ColKind::Long | ColKind::Double)) if *col.type_() == Type::NUMERIC => t,
+            _ => kind,
+        };
         columns.push((ColumnDesc { name: col.name().to_string(), kind }, col.type_().clone()));
     }
     if c.send(tx, Event::Schema(columns.iter().map(|(d, _)| d.clone()).collect())).await.is_err() {
@@ -227,9 +236,24 @@ fn to_batch(rows: &[Row], columns: &[(ColumnDesc, Type)]) -> Result<Batch, Query
                 Type::DATE => put!(NaiveDate, Micros, date_micros),
                 Type::TIMESTAMPTZ => put!(DateTime<Utc>, Micros, |v: DateTime<Utc>| v.timestamp_micros()),
                 Type::TIMESTAMP => put!(NaiveDateTime, Micros, |v: NaiveDateTime| v.and_utc().timestamp_micros()),
-                Type::NUMERIC => match r.try_get::<_, Option<Decimal>>(i).map_err(bad)? {
-                    None => b.push_null(),
-                    Some(d) => b.push_decimal(d),
+                Type::NUMERIC => match (r.try_get::<_, Option<Decimal>>(i).map_err(bad)?, &mut b.values) {
+                    (None, _) => b.push_null(),
+                    (Some(d), ColumnValues::Long(out)) => {
+                        let v = d.normalize();
+                        let whole = if v.scale() == 0 { i64::try_from(v.mantissa()).ok() } else { None };
+                        out.push(whole.ok_or_else(|| {
+                            QueryError::Failed(format!(
+                                "column `{}`: {d} is not a 64-bit integer; CAST it to numeric or double",
+                                desc.name
+                            ))
+                        })?);
+                        b.nulls.push(false);
+                    }
+                    (Some(d), ColumnValues::Double(out)) => {
+                        out.push(rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN));
+                        b.nulls.push(false);
+                    }
+                    (Some(d), _) => b.push_decimal(d),
                 },
                 _ => put!(String, Text, |v| v),
             }

@@ -14,6 +14,7 @@ use strata_domain::dataset::Table;
 use strata_domain::tenant::TenantId;
 use tokio::sync::mpsc;
 
+use super::guard::Checked;
 use super::{
     date_micros, guard, Batch, Canceller, ColKind, ColumnBuilder, ColumnDesc, Event, QueryError, QueryOptions,
     RunningQuery, TIMED_OUT,
@@ -25,18 +26,18 @@ pub(super) fn start(
     s: &SqliteStore,
     tenant: &TenantId,
     tables: Vec<Table>,
-    sql: String,
+    q: Checked,
     opts: QueryOptions,
     slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
-    start_at(s.tenant_file(tenant)?, tables, sql, opts, slot)
+    start_at(s.tenant_file(tenant)?, tables, q, opts, slot)
 }
 
 /// `slot` is held by the executor thread until it ends.
 pub(super) fn start_at(
     path: PathBuf,
     tables: Vec<Table>,
-    sql: String,
+    q: Checked,
     opts: QueryOptions,
     slot: Option<TenantPermit>,
 ) -> Result<RunningQuery, QueryError> {
@@ -48,7 +49,7 @@ pub(super) fn start_at(
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let send = |ev: Event| rt.block_on(c.send(&tx, ev)).is_ok();
-        let result = run(path, &tables, &sql, opts, &c, &send);
+        let result = run(path, &tables, &q, opts, &c, &send);
         let stopped = c.error(opts.timeout);
         c.finish();
         drop(watchdog);
@@ -163,7 +164,7 @@ fn db_error(e: rusqlite::Error) -> QueryError {
 fn run(
     path: PathBuf,
     tables: &[Table],
-    sql: &str,
+    q: &Checked,
     opts: QueryOptions,
     c: &Canceller,
     send: &dyn Fn(Event) -> bool,
@@ -171,10 +172,12 @@ fn run(
     let deadline = Instant::now() + opts.timeout;
     let conn = open(&path, tables, c, deadline, &opts)?;
     let (max_row, max_batch) = (opts.max_row_bytes(), opts.batch_bytes());
-    let mut stmt = conn.prepare(sql).map_err(db_error)?;
+    let mut stmt = conn.prepare(&q.sql).map_err(db_error)?;
     let n = stmt.column_count();
     // Columns read straight from a dataset table keep their dictionary type (SQLite stores a
-    // datetime as an integer, a decimal as text); computed columns are typed by their values.
+    // datetime as an integer, a decimal as text); computed columns take the type the query
+    // gives them (super::types), so both databases agree, and only where it says nothing are
+    // they typed by their values.
     let mut kinds: Vec<Option<ColKind>> = Vec::with_capacity(n);
     let mut names = Vec::with_capacity(n);
     for (i, meta) in stmt.columns_with_metadata().iter().enumerate() {
@@ -220,8 +223,14 @@ fn run(
             }
         }
     }
-    let kinds: Vec<ColKind> =
-        kinds.into_iter().enumerate().map(|(i, k)| k.unwrap_or_else(|| infer(first.iter().map(|r| &r[i])))).collect();
+    let kinds: Vec<ColKind> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            k.or_else(|| q.kinds.get(i).copied().flatten().filter(|t| first.iter().all(|r| fits(*t, &r[i]))))
+                .unwrap_or_else(|| infer(first.iter().map(|r| &r[i])))
+        })
+        .collect();
     let columns: Vec<ColumnDesc> =
         names.into_iter().zip(&kinds).map(|(name, &kind)| ColumnDesc { name, kind }).collect();
     if !send(Event::Schema(columns.clone())) {
@@ -278,6 +287,22 @@ fn value_bytes(v: ValueRef<'_>) -> usize {
     match v {
         ValueRef::Text(t) | ValueRef::Blob(t) => t.len() + 8,
         _ => 8,
+    }
+}
+
+/// Whether a value SQLite produced can be delivered as `kind` (see [`push`]).
+fn fits(kind: ColKind, v: &SqlValue) -> bool {
+    match (kind, v) {
+        (_, SqlValue::Null) => true,
+        (ColKind::Long, SqlValue::Integer(_)) => true,
+        (ColKind::Long, SqlValue::Real(f)) => f.fract() == 0.0 && f.abs() < 9.0e18,
+        (ColKind::Double, SqlValue::Real(_) | SqlValue::Integer(_)) => true,
+        (ColKind::Boolean | ColKind::DateTime, SqlValue::Integer(_)) => true,
+        (ColKind::String, _) => true,
+        (ColKind::Date, SqlValue::Text(t)) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok(),
+        (ColKind::Decimal, SqlValue::Integer(_)) => true,
+        (ColKind::Decimal, SqlValue::Text(t)) => rust_decimal::Decimal::from_str(t).is_ok(),
+        _ => false,
     }
 }
 
