@@ -286,6 +286,11 @@ struct ServeArgs {
     /// Serve the py-dist-arch compatible order surface, unauthenticated, for this tenant.
     #[arg(long, env = "STRATA_COMPAT_PY_DIST_ARCH_TENANT")]
     compat_py_dist_arch_tenant: Option<String>,
+    /// A TLS-terminating proxy in front sets X-Forwarded-Proto: believe it, so the dashboard's
+    /// session cookie is marked Secure for HTTPS visitors. Leave off when clients reach Strata
+    /// directly (they could send the header themselves).
+    #[arg(long, env = "STRATA_TRUST_FORWARDED_PROTO")]
+    trust_forwarded_proto: bool,
     /// Address of the gRPC query service (e6data protocol).
     #[arg(long, env = "STRATA_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
@@ -389,7 +394,15 @@ impl ServeArgs {
         if self.tenant_body_budget_mib < 16 {
             bail!("--tenant-body-budget-mib must be at least 16, the size of the largest batch");
         }
-        Ok(strata_http::startup::Options { rates, compat_tenant, events, admin_token, switch, limits })
+        Ok(strata_http::startup::Options {
+            rates,
+            compat_tenant,
+            events,
+            admin_token,
+            switch,
+            limits,
+            trust_forwarded_proto: self.trust_forwarded_proto,
+        })
     }
 }
 

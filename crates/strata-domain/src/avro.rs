@@ -805,9 +805,8 @@ enum Step {
 #[derive(Debug, Clone)]
 pub struct Resolver {
     steps: Vec<Step>,
+    /// Columns the writer does not have are all optional and stay null.
     columns: Vec<Column>,
-    /// Columns the writer does not have (all optional; they become null).
-    absent: Vec<usize>,
 }
 
 fn compatible(s: &Schema, c: &Column) -> bool {
@@ -865,20 +864,17 @@ impl Resolver {
                 None => steps.push(Step::Skip(s.clone())),
             }
         }
-        let mut absent = Vec::new();
         for (i, c) in table.columns.iter().enumerate() {
-            if !seen[i] {
-                if c.required {
-                    return Err(mismatch(format!("the file has no field for required column {}", c.name)));
-                }
-                absent.push(i);
+            if !seen[i] && c.required {
+                return Err(mismatch(format!("the file has no field for required column {}", c.name)));
             }
         }
-        Ok(Self { steps, columns: table.columns.clone(), absent })
+        Ok(Self { steps, columns: table.columns.clone() })
     }
 
-    fn decode(&self, cur: &mut Cur<'_>) -> Result<Result<Vec<Value>, Vec<FieldError>>, AvroError> {
-        let mut values = vec![Value::Null; self.columns.len()];
+    fn decode(&self, cur: &mut Cur<'_>) -> Result<crate::validate::RowResult, AvroError> {
+        // Absent (optional) columns stay null.
+        let mut values: Vec<Option<Value>> = vec![Some(Value::Null); self.columns.len()];
         let mut errors = Vec::new();
         for step in &self.steps {
             match step {
@@ -886,16 +882,20 @@ impl Resolver {
                 Step::Column(i, s) => {
                     let col = &self.columns[*i];
                     match decode_value(cur, s, col)? {
-                        Ok(v) => values[*i] = v,
-                        Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.0, reason: e.1 }),
+                        Ok(v) => values[*i] = Some(v),
+                        Err(e) => {
+                            values[*i] = None;
+                            errors.push(FieldError { column: Some(col.name.clone()), code: e.0, reason: e.1 })
+                        }
                     }
                 }
             }
         }
-        for i in &self.absent {
-            values[*i] = Value::Null;
-        }
-        Ok(if errors.is_empty() { Ok(values) } else { Err(errors) })
+        Ok(if errors.is_empty() {
+            Ok(values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect())
+        } else {
+            Err(crate::validate::Invalid { errors, parsed: values })
+        })
     }
 }
 

@@ -22,13 +22,6 @@ pub struct RawRecord {
     pub oversized: bool,
 }
 
-impl RawRecord {
-    /// The raw content as text for the rejection log (invalid UTF-8 replaced).
-    pub fn raw_text(&self) -> String {
-        String::from_utf8_lossy(&self.raw).into_owned()
-    }
-}
-
 pub struct RecordReader<R> {
     inner: R,
     line: u64,

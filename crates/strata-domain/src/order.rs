@@ -67,6 +67,63 @@ pub struct FiatAmount {
 }
 
 impl FiatAmount {
+    /// Parses an amount as Python's `Decimal` reads it (what the py-dist-arch seed's clients
+    /// send): surrounding whitespace, a sign, `_` between digits and an exponent are allowed
+    /// (`"1e3"`, `" 5 "`, `"1_000"`), strictly between 0 and 1,000,000,000. One deliberate
+    /// difference from the seed: more decimals than the currency has are refused (the seed's
+    /// database rounded them silently), unless the extra digits are zeros.
+    pub fn parse_python_decimal(currency: Currency, text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let digits_ok = |part: &str| {
+            !part.is_empty()
+                && !part.starts_with('_')
+                && !part.ends_with('_')
+                && !part.contains("__")
+                && part.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        };
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(i) => (&t[..i], Some(&t[i + 1..])),
+            None => (t, None),
+        };
+        let unsigned = mantissa.strip_prefix(['+', '-']).unwrap_or(mantissa);
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let well_formed = t.len() <= 64
+            && (int.is_empty() || digits_ok(int))
+            && (frac.is_empty() || digits_ok(frac))
+            && !(int.is_empty() && frac.is_empty())
+            && exponent.is_none_or(|e| digits_ok(e.strip_prefix(['+', '-']).unwrap_or(e)));
+        if !well_formed {
+            return Err(format!(
+                "amount must be a decimal number (got {:?})",
+                text.chars().take(32).collect::<String>()
+            ));
+        }
+        let clean = t.replace('_', "");
+        let value = match exponent {
+            Some(_) => rust_decimal::Decimal::from_scientific(&clean).ok(),
+            None => rust_decimal::Decimal::from_str_exact(&clean).ok(),
+        };
+        let too_big = || "amount must be less than 1000000000".to_string();
+        let Some(value) = value else {
+            // Exponents or digits beyond what 96 bits hold are far outside the bounds.
+            return Err(if clean.starts_with('-') { "amount must be positive".into() } else { too_big() });
+        };
+        if value <= rust_decimal::Decimal::ZERO {
+            return Err("amount must be positive".into());
+        }
+        if value >= rust_decimal::Decimal::from(1_000_000_000) {
+            return Err(too_big());
+        }
+        let value = value.normalize();
+        if value.scale() > currency.decimals() {
+            return Err(format!(
+                "{currency} amounts have at most {} decimals; {text:?} would have to be rounded",
+                currency.decimals()
+            ));
+        }
+        Self::parse(currency, &value.to_string())
+    }
+
     /// Parses a decimal string: digits, an optional point and at most the currency's decimals.
     /// Nothing is rounded: more decimals than the currency has is an error.
     pub fn parse(currency: Currency, s: &str) -> Result<Self, String> {

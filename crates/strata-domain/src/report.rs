@@ -50,7 +50,11 @@ impl Year {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarterRow {
+    /// Ids as well as names: two departments (or jobs) may share a name, and the dashboard
+    /// must not merge them. The CSV keeps the deliverables' columns (names only).
+    pub department_id: i64,
     pub department_name: String,
+    pub job_id: i64,
     pub job_name: String,
     #[serde(rename = "Q1")]
     pub q1: i64,
@@ -104,9 +108,15 @@ impl AboveMean {
     }
 }
 
-/// RFC 4180 field quoting, only where needed (what spreadsheet tools and Python's csv do).
+/// One text field of a report CSV: RFC 4180 quoting where needed (what spreadsheet tools and
+/// Python's csv do), and, as OWASP recommends against CSV injection, a text value that a
+/// spreadsheet would run as a formula (one starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'` and is quoted, so it shows as text. Only names pass
+/// through here; the numbers of a report are written as they are.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", s.replace('"', "\"\""))
+    } else if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -171,6 +181,27 @@ mod tests {
         let r = AboveMean::from_counts(Year(2021), vec![d(1, 2), d(2, 2)], 2);
         assert!(r.rows.is_empty());
         assert_eq!(r.mean, "2.00");
+    }
+
+    #[test]
+    fn csv_text_a_spreadsheet_would_run_as_a_formula_is_defused() {
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        for lead in ["+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            let out = csv_field(lead);
+            assert!(out.starts_with("\"'"), "{lead:?} -> {out:?}");
+        }
+        assert_eq!(csv_field("R&D = fun"), "R&D = fun");
+        let row = QuarterRow {
+            department_id: 1,
+            department_name: "=1+1".into(),
+            job_id: 2,
+            job_name: "Ops".into(),
+            q1: 1,
+            q2: 0,
+            q3: 0,
+            q4: 0,
+        };
+        assert_eq!(hires_csv(&[row]), "department_name,job_name,Q1,Q2,Q3,Q4\n\"'=1+1\",Ops,1,0,0,0\n");
     }
 
     #[test]

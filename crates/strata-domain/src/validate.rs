@@ -7,12 +7,64 @@ use serde_json::value::RawValue;
 use crate::dataset::Table;
 use crate::value::{parse_json, parse_text, FieldError, Reason, Value};
 
-pub type RowResult = Result<Vec<Value>, Vec<FieldError>>;
+pub type RowResult = Result<Vec<Value>, Invalid>;
+
+/// A row that cannot go in: every reason found so far, and the values that did parse (in
+/// column order, `None` where a field was refused), so that the store can still check their
+/// foreign keys and report those reasons too. `parsed` is empty when the record could not be
+/// split into fields at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub errors: Vec<FieldError>,
+    pub parsed: Vec<Option<Value>>,
+}
+
+impl Invalid {
+    /// A row refused as a whole (a broken record, a wrong field count): no field parsed.
+    pub fn whole(error: FieldError) -> Self {
+        Self { errors: vec![error], parsed: Vec::new() }
+    }
+}
+
+/// Collects per-column outcomes into a row result.
+#[derive(Default)]
+pub struct RowBuilder {
+    values: Vec<Option<Value>>,
+    errors: Vec<FieldError>,
+}
+
+impl RowBuilder {
+    pub fn with_capacity(n: usize) -> Self {
+        Self { values: Vec::with_capacity(n), errors: Vec::new() }
+    }
+
+    pub fn push(&mut self, col: &crate::dataset::Column, v: Result<Value, crate::value::ValueError>) {
+        match v {
+            Ok(v) => self.values.push(Some(v)),
+            Err(e) => {
+                self.values.push(None);
+                self.errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason });
+            }
+        }
+    }
+
+    pub fn error(&mut self, e: FieldError) {
+        self.errors.push(e);
+    }
+
+    pub fn finish(self) -> RowResult {
+        if self.errors.is_empty() {
+            Ok(self.values.into_iter().map(|v| v.unwrap_or(Value::Null)).collect())
+        } else {
+            Err(Invalid { errors: self.errors, parsed: self.values })
+        }
+    }
+}
 
 /// Validates a CSV record's fields (in column order).
 pub fn validate_fields<S: AsRef<str>>(table: &Table, fields: &[S]) -> RowResult {
     if fields.len() != table.columns.len() {
-        return Err(vec![FieldError {
+        return Err(Invalid::whole(FieldError {
             column: None,
             code: Reason::WrongColumnCount,
             reason: format!(
@@ -21,21 +73,13 @@ pub fn validate_fields<S: AsRef<str>>(table: &Table, fields: &[S]) -> RowResult 
                 table.name,
                 table.columns.len()
             ),
-        }]);
+        }));
     }
-    let mut values = Vec::with_capacity(fields.len());
-    let mut errors = Vec::new();
+    let mut row = RowBuilder::with_capacity(fields.len());
     for (col, field) in table.columns.iter().zip(fields) {
-        match parse_text(col, field.as_ref()) {
-            Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
-        }
+        row.push(col, parse_text(col, field.as_ref()));
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    row.finish()
 }
 
 /// Like [`validate_fields`], but moves string fields into the values instead of copying them:
@@ -44,57 +88,35 @@ pub fn validate_owned(table: &Table, fields: Vec<String>) -> RowResult {
     if fields.len() != table.columns.len() {
         return validate_fields(table, &fields);
     }
-    let mut values = Vec::with_capacity(fields.len());
-    let mut errors = Vec::new();
+    let mut row = RowBuilder::with_capacity(fields.len());
     for (col, field) in table.columns.iter().zip(fields) {
-        let parsed = if col.ty == crate::dataset::ColumnType::String && !field.is_empty() && !field.contains('\0') {
-            let v = Value::Text(field);
-            crate::value::check_limits(col, &v).map(|_| v)
-        } else {
-            parse_text(col, &field)
-        };
-        match parsed {
-            Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
-        }
+        row.push(col, crate::value::parse_text_owned(col, field));
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    row.finish()
 }
 
 /// Validates a JSON object row. Absent columns count as missing; unknown ones are errors, since
 /// a typo would otherwise drop data silently.
 pub fn validate_object(table: &Table, row: &HashMap<String, Box<RawValue>>) -> RowResult {
-    let mut values = Vec::with_capacity(table.columns.len());
-    let mut errors = Vec::new();
+    let mut out = RowBuilder::with_capacity(table.columns.len());
     for col in &table.columns {
         let result = match row.get(&col.name) {
             Some(raw) => parse_json(col, raw),
             None => parse_text(col, ""),
         };
-        match result {
-            Ok(v) => values.push(v),
-            Err(e) => errors.push(FieldError { column: Some(col.name.clone()), code: e.code, reason: e.reason }),
-        }
+        out.push(col, result);
     }
     let mut unknown: Vec<&String> = row.keys().filter(|k| table.column_index(k).is_none()).collect();
     unknown.sort();
     for k in unknown {
         let name: String = k.chars().take(64).collect();
-        errors.push(FieldError {
+        out.error(FieldError {
             column: Some(name.clone()),
             code: Reason::UnknownColumn,
             reason: format!("table {} has no column {name:?}", table.name),
         });
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    out.finish()
 }
 
 #[cfg(test)]
@@ -108,7 +130,7 @@ mod tests {
     #[test]
     fn a_row_with_several_problems_lists_them_all() {
         let t = employees();
-        let errs = validate_fields(&t, &["x", "", "2021-99-01T00:00:00Z", "1", "2"]).unwrap_err();
+        let errs = validate_fields(&t, &["x", "", "2021-99-01T00:00:00Z", "1", "2"]).unwrap_err().errors;
         let codes: Vec<Reason> = errs.iter().map(|e| e.code).collect();
         assert_eq!(codes, vec![Reason::InvalidInteger, Reason::MissingField, Reason::InvalidDatetime]);
         assert_eq!(errs[1].column.as_deref(), Some("employee_name"));
@@ -131,7 +153,7 @@ mod tests {
     #[test]
     fn wrong_column_counts_are_one_clear_error() {
         let t = employees();
-        let errs = validate_fields(&t, &["1", "a"]).unwrap_err();
+        let errs = validate_fields(&t, &["1", "a"]).unwrap_err().errors;
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].code, Reason::WrongColumnCount);
         assert!(errs[0].reason.contains("2 fields"));
@@ -145,7 +167,7 @@ mod tests {
                 "department_id": 1, "salary": 3}"#,
         )
         .unwrap();
-        let errs = validate_object(&t, &row).unwrap_err();
+        let errs = validate_object(&t, &row).unwrap_err().errors;
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].code, Reason::MissingField);
         assert_eq!(errs[0].column.as_deref(), Some("job_id"));

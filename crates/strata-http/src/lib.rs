@@ -38,5 +38,7 @@ pub struct AppState {
     /// How switches started through the admin API announce and drain.
     pub switch: strata_grpc::deploy::SwitchOptions,
     pub limits: std::sync::Arc<limits::HttpLimits>,
+    /// A TLS-terminating proxy in front sets `X-Forwarded-Proto`; believe it.
+    pub trust_forwarded_proto: bool,
     pub body_budget: std::sync::Arc<limits::BodyBudget>,
 }

@@ -23,6 +23,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     pub switch: strata_grpc::deploy::SwitchOptions,
     pub limits: crate::limits::HttpLimits,
+    /// Believe `X-Forwarded-Proto` (set by a TLS-terminating proxy) for the dashboard cookie.
+    pub trust_forwarded_proto: bool,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             admin_token: None,
             switch: strata_grpc::deploy::SwitchOptions::default(),
             limits: crate::limits::HttpLimits::default(),
+            trust_forwarded_proto: false,
         }
     }
 }
@@ -74,6 +77,7 @@ impl Application {
                 options.limits.budget_wait,
             )),
             limits: std::sync::Arc::new(options.limits),
+            trust_forwarded_proto: options.trust_forwarded_proto,
         };
         Ok(Self { listener, state, wake, bus })
     }

@@ -364,7 +364,7 @@ pub(crate) fn spawn_avro_reader(
                 match reader.next_row(&resolver) {
                     Ok(Some(result)) => {
                         chunk_bytes += result.as_ref().map_or(64, |values| values.iter().map(value_bytes).sum());
-                        chunk.push(Candidate { line: None, index, raw: String::new(), result });
+                        chunk.push(Candidate { line: None, index, raw: Vec::new(), result });
                         index += 1;
                         if chunk.len() == CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
                             chunk_bytes = 0;

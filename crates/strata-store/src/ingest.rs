@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use strata_domain::csv::{split_fields, RecordReader};
 use strata_domain::dataset::Table;
-use strata_domain::validate::RowResult;
+use strata_domain::validate::{Invalid, RowResult};
 use strata_domain::value::{FieldError, Reason, Value};
 use tokio::sync::mpsc;
 
@@ -34,9 +34,44 @@ pub struct Candidate {
     pub line: Option<u64>,
     /// 0-based position in the request or file.
     pub index: usize,
-    /// What was sent, for the rejection log.
-    pub raw: String,
+    /// What was sent, as sent, for the rejection log: every row keeps it, since a row that
+    /// parses can still be refused later for its foreign or primary key.
+    pub raw: Vec<u8>,
     pub result: RowResult,
+}
+
+impl Candidate {
+    /// The value of column `col` whose foreign key is to be checked: any value of a valid row,
+    /// and the fields that parsed of a refused one (so that its rejection lists every reason).
+    pub(crate) fn fk_value(&self, col: usize) -> Option<&Value> {
+        match &self.result {
+            Ok(values) => values.get(col),
+            Err(invalid) => invalid.parsed.get(col).and_then(Option::as_ref),
+        }
+    }
+
+    /// The outcome of a row refused before it reached the database, with `fk` (its unknown
+    /// foreign keys) added to the reasons; `None` for a valid row.
+    pub(crate) fn refused(&self, table: &Table, fk: Vec<FieldError>) -> Option<RowOutcome> {
+        let invalid = self.result.as_ref().err()?;
+        Some(RowOutcome::Rejected(merge_errors(table, invalid.errors.clone(), fk)))
+    }
+}
+
+/// Field errors and foreign-key errors of one row in column order (row-level errors first),
+/// so a rejection reads left to right like the row.
+pub(crate) fn merge_errors(table: &Table, mut errors: Vec<FieldError>, fk: Vec<FieldError>) -> Vec<FieldError> {
+    if fk.is_empty() {
+        return errors;
+    }
+    errors.extend(fk);
+    // Row-level errors first, then columns in table order, then columns the table lacks.
+    let pos = |e: &FieldError| match e.column.as_deref() {
+        None => 0,
+        Some(c) => table.column_index(c).map_or(usize::MAX, |i| i + 1),
+    };
+    errors.sort_by_key(pos);
+    errors
 }
 
 /// Why an input stream broke off before its end.
@@ -237,11 +272,12 @@ impl Tally {
 /// The raw text as the rejection log keeps it. PostgreSQL text cannot hold a NUL character,
 /// so NULs show as U+FFFD there and, for the same log on both databases, on SQLite too (as
 /// bytes that are not UTF-8 already do).
-pub(crate) fn printable_raw(raw: &str) -> String {
-    if raw.contains('\0') {
-        raw.replace('\0', "\u{FFFD}")
+pub(crate) fn printable_raw(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
     } else {
-        raw.to_string()
+        text.into_owned()
     }
 }
 
@@ -274,29 +310,28 @@ pub(crate) fn record_metrics(table: &str, accepted: u64, rejected: u64) {
 }
 
 /// Turns one raw CSV record into a candidate.
-pub fn candidate_from_record(table: &Table, index: usize, rec: &strata_domain::csv::RawRecord) -> Candidate {
+pub fn candidate_from_record(table: &Table, index: usize, rec: strata_domain::csv::RawRecord) -> Candidate {
     let result = if rec.oversized {
-        Err(vec![FieldError {
+        Err(Invalid::whole(FieldError {
             column: None,
             code: Reason::MalformedRecord,
             reason: format!(
                 "record is longer than {} bytes (an unclosed quote?)",
                 strata_domain::csv::MAX_RECORD_BYTES
             ),
-        }])
+        }))
     } else {
         match split_fields(&rec.raw) {
             Ok(fields) => strata_domain::validate::validate_owned(table, fields),
-            Err(msg) => Err(vec![FieldError {
+            Err(msg) => Err(Invalid::whole(FieldError {
                 column: None,
                 code: if msg.contains("UTF-8") { Reason::InvalidEncoding } else { Reason::MalformedRecord },
                 reason: msg,
-            }]),
+            })),
         }
     };
-    // Only rejected rows are quoted in the log: skip the copy for the others.
-    let raw = if result.is_err() { rec.raw_text() } else { String::new() };
-    Candidate { line: Some(rec.line), index, raw, result }
+    // The record's bytes move into the candidate: keeping them for every row costs no copy.
+    Candidate { line: Some(rec.line), index, raw: rec.raw, result }
 }
 
 /// Reads CSV on a thread of its own and hands type-checked chunks to the writer, so parsing
@@ -318,7 +353,7 @@ pub fn spawn_csv_reader<R: Read + Send + 'static>(
                 match reader.next_record() {
                     Ok(Some(rec)) => {
                         chunk_bytes += rec.raw.len() + 64;
-                        chunk.push(candidate_from_record(&table, index, &rec));
+                        chunk.push(candidate_from_record(&table, index, rec));
                         index += 1;
                         if chunk.len() == CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
                             chunk_bytes = 0;
@@ -350,7 +385,7 @@ pub fn candidates_from_csv(table: &Table, body: &[u8]) -> std::io::Result<Vec<Ca
     let mut reader = RecordReader::new(body);
     let mut out = Vec::new();
     while let Some(rec) = reader.next_record()? {
-        out.push(candidate_from_record(table, out.len(), &rec));
+        out.push(candidate_from_record(table, out.len(), rec));
     }
     Ok(out)
 }

@@ -578,7 +578,9 @@ impl PgStore {
         Ok(rows
             .iter()
             .map(|r| QuarterRow {
+                department_id: r.get(6),
                 department_name: r.get(0),
+                job_id: r.get(7),
                 job_name: r.get(1),
                 q1: r.get(2),
                 q2: r.get(3),
@@ -1129,9 +1131,6 @@ impl<'a> ChunkWriter<'a> {
 
     async fn write(&self, c: &PgTx<'_>, cands: &[Candidate]) -> Result<Vec<RowOutcome>> {
         let t = self.table;
-        let mut outcomes: Vec<Option<RowOutcome>> =
-            cands.iter().map(|c| c.result.as_ref().err().map(|e| RowOutcome::Rejected(e.clone()))).collect();
-
         // Foreign keys: one query per referencing column per chunk.
         let mut fk_errors: HashMap<usize, Vec<_>> = HashMap::new();
         for (ci, col) in t.columns.iter().enumerate() {
@@ -1142,10 +1141,10 @@ impl<'a> ChunkWriter<'a> {
             let mut wanted: Vec<&Value> = Vec::new();
             let mut seen = HashSet::new();
             for cand in cands {
-                if let Ok(values) = &cand.result {
-                    if let Some(k) = key_of(&values[ci]) {
+                if let Some(v) = cand.fk_value(ci) {
+                    if let Some(k) = key_of(v) {
                         if seen.insert(k) {
-                            wanted.push(&values[ci]);
+                            wanted.push(v);
                         }
                     }
                 }
@@ -1157,23 +1156,36 @@ impl<'a> ChunkWriter<'a> {
             let mut found = self.existing_keys(c, &fk.table, &parent_pk, wanted).await?;
             let self_ref = fk.table == t.name;
             for (ri, cand) in cands.iter().enumerate() {
-                let Ok(values) = &cand.result else { continue };
                 if self_ref {
-                    // Rows earlier in the same chunk count as parents, as they do on SQLite.
-                    if let Some(k) = key_of(&values[t.pk]) {
-                        found.insert(k);
+                    // Valid rows earlier in the same chunk count as parents, as they do on SQLite.
+                    if let Ok(values) = &cand.result {
+                        if let Some(k) = key_of(&values[t.pk]) {
+                            found.insert(k);
+                        }
                     }
                 }
-                if let Some(k) = key_of(&values[ci]) {
+                let Some(v) = cand.fk_value(ci) else { continue };
+                if let Some(k) = key_of(v) {
                     if !found.contains(&k) {
-                        fk_errors.entry(ri).or_default().push(unknown_fk(t, ci, &values[ci]));
+                        fk_errors.entry(ri).or_default().push(unknown_fk(t, ci, v));
                     }
                 }
             }
         }
-        for (ri, errs) in fk_errors {
-            outcomes[ri] = Some(RowOutcome::Rejected(errs));
-        }
+        let mut outcomes: Vec<Option<RowOutcome>> = cands
+            .iter()
+            .enumerate()
+            .map(|(ri, c)| {
+                let fk = fk_errors.remove(&ri).unwrap_or_default();
+                if c.result.is_err() {
+                    c.refused(t, fk)
+                } else if fk.is_empty() {
+                    None
+                } else {
+                    Some(RowOutcome::Rejected(fk))
+                }
+            })
+            .collect();
 
         let to_insert: Vec<usize> = (0..cands.len()).filter(|i| outcomes[*i].is_none()).collect();
         if to_insert.is_empty() {

@@ -8,7 +8,8 @@ SELECT d.department_name, j.job_name,
        sum(e.hiring_date < ?2),
        sum(e.hiring_date >= ?2 AND e.hiring_date < ?3),
        sum(e.hiring_date >= ?3 AND e.hiring_date < ?4),
-       sum(e.hiring_date >= ?4)
+       sum(e.hiring_date >= ?4),
+       d.department_id, j.job_id
 FROM \"employees\" e
 JOIN \"departments\" d ON d.department_id = e.department_id
 JOIN \"jobs\" j ON j.job_id = e.job_id
@@ -32,7 +33,8 @@ SELECT d.department_name, j.job_name,
        count(*) FILTER (WHERE e.hiring_date < $2),
        count(*) FILTER (WHERE e.hiring_date >= $2 AND e.hiring_date < $3),
        count(*) FILTER (WHERE e.hiring_date >= $3 AND e.hiring_date < $4),
-       count(*) FILTER (WHERE e.hiring_date >= $4)
+       count(*) FILTER (WHERE e.hiring_date >= $4),
+       d.department_id, j.job_id
 FROM {schema}.\"employees\" e
 JOIN {schema}.\"departments\" d ON d.department_id = e.department_id
 JOIN {schema}.\"jobs\" j ON j.job_id = e.job_id

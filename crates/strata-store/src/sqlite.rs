@@ -673,7 +673,9 @@ impl SqliteStore {
             let mut st = c.prepare_cached(crate::reports::HIRES_BY_QUARTER_SQLITE)?;
             let rows = st.query_map(params![b[0], b[1], b[2], b[3], b[4]], |r| {
                 Ok(QuarterRow {
+                    department_id: r.get(6)?,
                     department_name: r.get(0)?,
+                    job_id: r.get(7)?,
                     job_name: r.get(1)?,
                     q1: r.get(2)?,
                     q2: r.get(3)?,
@@ -1088,13 +1090,9 @@ impl<'c> RowWriter<'c> {
     }
 
     fn write(&mut self, c: &Candidate) -> Result<RowOutcome> {
-        let values = match &c.result {
-            Err(errors) => return Ok(RowOutcome::Rejected(errors.clone())),
-            Ok(v) => v,
-        };
         let mut errors = Vec::new();
         for (i, st, seen) in &mut self.fks {
-            let v = &values[*i];
+            let Some(v) = c.fk_value(*i) else { continue };
             let Some(k) = key_of(v) else { continue };
             if seen.contains(&k) {
                 continue;
@@ -1108,6 +1106,10 @@ impl<'c> RowWriter<'c> {
                 errors.push(unknown_fk(self.table, *i, v));
             }
         }
+        let values = match &c.result {
+            Err(_) => return Ok(c.refused(self.table, errors).expect("a refused row")),
+            Ok(v) => v,
+        };
         if !errors.is_empty() {
             return Ok(RowOutcome::Rejected(errors));
         }

@@ -39,8 +39,11 @@ pub fn router() -> Router<AppState> {
     )
 }
 
+/// CSV bodies are `text/csv` (RFC 7111) or its common alias `application/csv`, on the load and
+/// the batch endpoint alike. Anything else is refused with 415 rather than guessed at: a body
+/// sent as `text/plain` or `application/octet-stream` may be anything.
 fn is_csv(mt: &str) -> bool {
-    matches!(mt, "text/csv" | "application/csv" | "application/octet-stream" | "text/plain")
+    matches!(mt, "text/csv" | "application/csv")
 }
 
 async fn load(
@@ -106,7 +109,7 @@ async fn ingest_batch(
             rows.push(Candidate {
                 line: None,
                 index: i,
-                raw: raw.get().to_string(),
+                raw: raw.get().as_bytes().to_vec(),
                 result: validate_object(&t, &row),
             });
         }

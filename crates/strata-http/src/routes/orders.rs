@@ -26,6 +26,8 @@ pub const MAX_PAGE: usize = 100;
 /// An order is a few dozen bytes of JSON; extra fields are allowed, within reason.
 pub const MAX_ORDER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE: usize = 20;
+/// The seed's default page size.
+pub const COMPAT_DEFAULT_PAGE: usize = 10;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,12 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/buy-orders/{id}", get(get_one))
         .route("/compat/py-dist-arch/buy_order", put(compat_create))
         .route("/compat/py-dist-arch/buy_orders", get(compat_list))
-}
-
-fn field_error(field: &str, reason: impl Into<String>) -> ApiError {
-    let reason = reason.into();
-    ApiError::new(ErrorCode::InvalidOrder, format!("{field}: {reason}"))
-        .with_details(json!({"fields": [{"field": field, "reason": reason}]}))
 }
 
 /// Parses `{"currency", "amount"}` (extra fields are allowed, as the exercise says).
@@ -240,14 +236,66 @@ fn compat_order(o: &Order) -> Json {
            "currency_amount": j["amount"], "btc_rate": j["exchange_rate"], "btc_amount": j["btc_amount"]})
 }
 
+/// A refusal as the seed's FastAPI models answer it: 422 with `{"detail": [...]}`, one entry
+/// per field, so the seed's clients read our refusals as they read its own.
+fn compat_refusal(problems: &[(&str, String)]) -> Response {
+    let detail: Vec<Json> = problems
+        .iter()
+        .map(|(field, msg)| {
+            let loc = if field.is_empty() { json!(["body"]) } else { json!(["body", field]) };
+            json!({"type": "value_error", "loc": loc, "msg": msg})
+        })
+        .collect();
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "detail": detail }))).into_response()
+}
+
+/// The seed's `idempotence_key`: a UUID as pydantic v2 reads one (any version; hyphenated,
+/// 32 hex digits, `{hyphenated}` or `urn:uuid:hyphenated`; any case; no surrounding blanks). It is stored in its canonical form,
+/// so every spelling of one UUID is one key, as it is for the seed.
+fn compat_key(v: Option<&Json>) -> Result<String, String> {
+    match v {
+        None => Err("Field required".into()),
+        Some(Json::String(s)) => uuid::Uuid::try_parse(s)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| "Input should be a valid UUID".to_string()),
+        Some(_) => Err("UUID input should be a string, bytes or UUID object".into()),
+    }
+}
+
+/// The seed's `amount`: a JSON string (see [`FiatAmount::parse_python_decimal`]).
+fn compat_amount(currency: Currency, v: Option<&Json>) -> Result<FiatAmount, String> {
+    match v {
+        None => Err("Field required".into()),
+        Some(Json::String(s)) => FiatAmount::parse_python_decimal(currency, s),
+        Some(_) => Err("Input should be a valid string".into()),
+    }
+}
+
 async fn compat_create(State(s): State<AppState>, body: Buffered<MAX_ORDER_BYTES>) -> ApiResult<Response> {
     let tenant = compat_tenant(&s)?;
-    let body = json_body(&body.bytes)?;
-    let key = match body.get("idempotence_key") {
-        Some(Json::String(k)) => idempotency_key(Some(k))?,
-        _ => return Err(field_error("idempotence_key", "idempotence_key is required (a string)")),
+    // The seed's model, field by field: every problem is reported, all with 422.
+    let Ok(body) = serde_json::from_slice::<Json>(&body.bytes) else {
+        return Ok(compat_refusal(&[("", "the body is not valid JSON".into())]));
     };
-    let amount = parse_order(&body, "amount")?;
+    if !body.is_object() {
+        return Ok(compat_refusal(&[("", "Input should be a valid dictionary or object".into())]));
+    }
+    let mut problems: Vec<(&str, String)> = Vec::new();
+    let currency = match body.get("currency") {
+        None => Err("Field required".to_string()),
+        Some(Json::String(c)) => Currency::parse(c),
+        Some(_) => Err("Input should be a valid string".to_string()),
+    }
+    .map_err(|e| problems.push(("currency", e)))
+    .ok();
+    let amount = match currency {
+        Some(c) => compat_amount(c, body.get("amount")).map_err(|e| problems.push(("amount", e))).ok(),
+        None => None,
+    };
+    let key = compat_key(body.get("idempotence_key")).map_err(|e| problems.push(("idempotence_key", e))).ok();
+    let (Some(amount), Some(key), true) = (amount, key, problems.is_empty()) else {
+        return Ok(compat_refusal(&problems));
+    };
     let (status, stored, _) = run_create(&s, &tenant, &key, amount).await?;
     if status != StatusCode::CREATED {
         return Ok((status, [(header::CONTENT_TYPE, "application/json")], stored).into_response());
@@ -259,17 +307,54 @@ async fn compat_create(State(s): State<AppState>, body: Buffered<MAX_ORDER_BYTES
     Ok((StatusCode::OK, axum::Json(shaped)).into_response())
 }
 
+/// Unknown parameters are ignored, as the seed's FastAPI service ignores them.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CompatQuery {
     page_size: Option<String>,
     last_reference: Option<String>,
 }
 
-async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, QueryRejection>) -> ApiResult<JsonOut> {
+/// The seed's listing: `page_size` an integer (default 10), `last_reference` the id of the last
+/// order of the previous page. Unlike the seed (whose second page always failed), paging
+/// works; `page_size` above [`MAX_PAGE`] is served [`MAX_PAGE`] at a time (the seed had no
+/// bound; a client paging by `last_reference` still gets every order), and what the seed
+/// answered with 500 (a negative size, an unknown reference) is refused with 422.
+async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, QueryRejection>) -> ApiResult<Response> {
     let tenant = compat_tenant(&s)?;
     let Query(q) = q.map_err(query_error)?;
-    let limit = page_limit(q.page_size.as_deref())?;
-    let (orders, next) = page(&s, &tenant, q.last_reference.as_deref(), limit).await?;
-    Ok(axum::Json(json!({"rows": orders.iter().map(compat_order).collect::<Vec<_>>(), "last_reference": next})))
+    let limit = match q.page_size.as_deref().map(str::trim) {
+        None => COMPAT_DEFAULT_PAGE,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => (n as usize).min(MAX_PAGE),
+            Ok(_) => return Ok(compat_query_refusal("page_size", "page_size must not be negative")),
+            Err(_) => return Ok(compat_query_refusal("page_size", "Input should be a valid integer")),
+        },
+    };
+    let before = match q.last_reference.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(r) => {
+            let order = match uuid::Uuid::try_parse(r) {
+                Ok(u) => s.store.get_order(&tenant, &u.hyphenated().to_string()).await?,
+                Err(_) => None,
+            };
+            match order {
+                Some(o) => Some((o.created_at, o.id)),
+                None => return Ok(compat_query_refusal("last_reference", "no order has this id")),
+            }
+        }
+    };
+    let mut orders = if limit == 0 { Vec::new() } else { s.store.list_orders(&tenant, before, limit + 1).await? };
+    let next = if orders.len() > limit {
+        orders.truncate(limit);
+        orders.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
+    let rows: Vec<Json> = orders.iter().map(compat_order).collect();
+    Ok(axum::Json(json!({"rows": rows, "last_reference": next})).into_response())
+}
+
+fn compat_query_refusal(field: &str, msg: &str) -> Response {
+    let detail = json!([{"type": "value_error", "loc": ["query", field], "msg": msg}]);
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "detail": detail }))).into_response()
 }

@@ -161,8 +161,23 @@ struct SignIn {
     api_key: String,
 }
 
-fn cookie(value: &str, max_age: i64) -> String {
-    format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
+/// The session cookie. It is `Secure` when the browser reached Strata over HTTPS: Strata
+/// itself speaks plain HTTP, so that is known only from a TLS-terminating proxy's
+/// `X-Forwarded-Proto: https`, trusted when the operator says a proxy sets it
+/// (`--trust-forwarded-proto`); otherwise any client could send the header. Without `Secure`
+/// on plain HTTP the browser would drop the cookie, so it cannot be set unconditionally.
+fn cookie(s: &AppState, headers: &HeaderMap, value: &str, max_age: i64) -> String {
+    let https = s.trust_forwarded_proto
+        && headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            // A chain of proxies appends: the first value is what the client used.
+            .flat_map(|v| v.split(',').next())
+            .next()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
 }
 
 async fn sign_in(
@@ -187,7 +202,7 @@ async fn sign_in(
     let token = s.store.create_session(&tenant, SessionScope::Dashboard, SESSION_TTL_SECS).await?;
     Ok((
         StatusCode::OK,
-        [(SET_COOKIE, cookie(token.expose(), SESSION_TTL_SECS))],
+        [(SET_COOKIE, cookie(&s, &headers, token.expose(), SESSION_TTL_SECS))],
         Json(json!({ "tenant": tenant.as_str() })),
     )
         .into_response())
@@ -210,5 +225,5 @@ async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Re
     if let Some(t) = session_token(&headers) {
         s.store.delete_session(&t, SessionScope::Dashboard).await?;
     }
-    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie("", 0))]).into_response())
+    Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie(&s, &headers, "", 0))]).into_response())
 }

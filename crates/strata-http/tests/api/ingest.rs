@@ -42,7 +42,9 @@ async fn only_the_valid_rows_of_a_mixed_batch_are_committed_and_the_rest_logged(
     assert_eq!(errors[1]["row"], 2);
     let cols: Vec<&str> =
         errors[1]["errors"].as_array().unwrap().iter().map(|e| e["column"].as_str().unwrap()).collect();
-    assert_eq!(cols, vec!["employee_id", "employee_name", "hiring_date", "salary"]);
+    // The department that parsed is checked too: every reason, in column order.
+    assert_eq!(cols, vec!["employee_id", "employee_name", "hiring_date", "department_id", "salary"]);
+    assert_eq!(errors[1]["errors"][3]["code"], "unknown_foreign_key");
     assert_eq!(errors[2]["errors"][0]["code"], "duplicate_key");
     assert_eq!(app.get(&key, "/v1/tables/employees/rows/5001").await.status(), 404);
     assert_eq!(app.get(&key, "/v1/tables/employees/rows/5003").await.status(), 200);
@@ -103,6 +105,10 @@ async fn malformed_and_unsupported_bodies_get_clear_errors(b: Backend) {
         (Some("application/json"), "[]", (400, "malformed_json")),
         (Some("application/xml"), "<rows/>", (415, "unsupported_media_type")),
         (None, "x", (415, "unsupported_media_type")),
+        // CSV is text/csv (or application/csv); a body of another type is not guessed at.
+        (Some("text/plain"), "13,Testing", (415, "unsupported_media_type")),
+        (Some("application/octet-stream"), "13,Testing", (415, "unsupported_media_type")),
+        (Some("application/x-www-form-urlencoded"), "13,Testing", (415, "unsupported_media_type")),
         (Some("text/csv"), "", (400, "empty_batch")),
     ] {
         let r = post(ct, body).await.unwrap();

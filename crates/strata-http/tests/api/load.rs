@@ -1,4 +1,4 @@
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 
 use crate::helpers::*;
 
@@ -181,7 +181,158 @@ async fn a_large_load_with_one_conflicting_key_keeps_every_other_row(b: Backend)
     assert_eq!(harold["employee_name"], "Harold Vogt");
 }
 
+/// Sends `csv` through each CSV path (`/load`, a `text/csv` batch) and a JSON batch of the
+/// same rows, and returns each path's rejection log entries (oldest first).
+async fn rejections_by_path(app: &TestApp, key: &str, table: &str, csv: &str, json_rows: Json) -> Vec<Vec<Json>> {
+    let mut out = Vec::new();
+    for path in ["load", "csv", "json"] {
+        let before =
+            app.get(key, &format!("/v1/tables/{table}/rejections?limit=1")).await.json::<Json>().await.unwrap()
+                ["rejections"][0]["id"]
+                .as_i64()
+                .unwrap_or(0);
+        let r = match path {
+            "load" => app.load(key, table, csv.as_bytes().to_vec()).await,
+            "csv" => app
+                .client
+                .post(app.url(&format!("/v1/tables/{table}/rows")))
+                .bearer_auth(key)
+                .header("content-type", "application/csv")
+                .body(csv.to_string())
+                .send()
+                .await
+                .unwrap(),
+            _ => app.post_rows(key, table, json!({ "rows": json_rows.clone() })).await,
+        };
+        assert_eq!(r.status(), 200, "{path}");
+        let log: Json = app.get(key, &format!("/v1/tables/{table}/rejections?limit=100")).await.json().await.unwrap();
+        let mut mine: Vec<Json> = log["rejections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["id"].as_i64().unwrap() > before)
+            .cloned()
+            .collect();
+        mine.reverse();
+        out.push(mine);
+    }
+    out
+}
+
+async fn every_rejection_keeps_its_raw_line_and_every_reason_on_every_path(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    app.load(&key, "departments", b"1,Sales".to_vec()).await;
+    app.load(&key, "jobs", b"1,Engineer".to_vec()).await;
+    app.load(&key, "employees", b"1,Ann,2021-01-01T00:00:00Z,1,1".to_vec()).await;
+    let lines = [
+        "2,Bo,2021-01-01T00:00:00Z,7,1",    // unknown department only
+        "1,Ann B,2021-01-01T00:00:00Z,1,1", // duplicate key
+        "3,Cy,2021-01-01T00:00:00Z,99,9x",  // a bad job_id and an unknown department
+        "4,   ,2021-01-01T00:00:00Z,1,8",   // a blank name and an unknown job
+    ];
+    let json_rows = json!([
+        {"employee_id": 2, "employee_name": "Bo", "hiring_date": "2021-01-01T00:00:00Z", "department_id": 7, "job_id": 1},
+        {"employee_id": 1, "employee_name": "Ann B", "hiring_date": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1},
+        {"employee_id": 3, "employee_name": "Cy", "hiring_date": "2021-01-01T00:00:00Z", "department_id": 99, "job_id": "9x"},
+        {"employee_id": 4, "employee_name": "   ", "hiring_date": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 8},
+    ]);
+    let expected = [
+        vec![("department_id", "unknown_foreign_key")],
+        vec![("employee_id", "duplicate_key")],
+        vec![("department_id", "unknown_foreign_key"), ("job_id", "invalid_integer")],
+        vec![("employee_name", "missing_field"), ("job_id", "unknown_foreign_key")],
+    ];
+    let paths = rejections_by_path(&app, &key, "employees", &lines.join("\n"), json_rows.clone()).await;
+    for (path, log) in ["load", "csv", "json"].iter().zip(&paths) {
+        assert_eq!(log.len(), 4, "{path}: {log:?}");
+        for (i, entry) in log.iter().enumerate() {
+            let got: Vec<(&str, &str)> = entry["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["column"].as_str().unwrap(), e["code"].as_str().unwrap()))
+                .collect();
+            assert_eq!(got, expected[i], "{path} row {i}");
+            let raw = entry["raw"].as_str().unwrap();
+            if *path == "json" {
+                let sent: Json = serde_json::from_str(raw).unwrap();
+                assert_eq!(sent, json_rows[i], "{path} row {i}");
+            } else {
+                assert_eq!(raw, lines[i], "{path} row {i}: the raw line is kept");
+                assert_eq!(entry["line"], i as u64 + 1);
+            }
+        }
+    }
+    assert_eq!(app.all_rows(&key, "employees").await.len(), 1, "nothing else went in");
+}
+
+async fn surrounding_blanks_are_trimmed_from_every_value_and_blank_is_missing(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    app.load(&key, "departments", b"1,Sales".to_vec()).await;
+    app.load(&key, "jobs", b"1,Engineer".to_vec()).await;
+    // One rule for every type and path: blanks (spaces, tabs) around a value go, and a value
+    // of blanks only is missing.
+    let r: Json = app
+        .load(&key, "employees", b" 10 ,\t  Name \t, 2022-03-15T10:00:00Z , 1,1\n11,   ,2022-03-15T10:00:00Z,1,1\n12,\" Quoted \",2022-03-15T10:00:00Z,1,1".to_vec())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((r["inserted"].as_u64(), r["rejected"].as_u64()), (Some(2), Some(1)), "{r}");
+    assert_eq!(r["errors"][0]["errors"][0]["code"], "missing_field");
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/10").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "Name");
+    assert_eq!(row["hiring_date"], "2022-03-15T10:00:00Z");
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/12").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "Quoted", "quoting does not protect blanks either");
+    let r: Json = app
+        .post_rows(&key, "employees", json!({"rows": [
+            {"employee_id": 13, "employee_name": "  Json Name ", "hiring_date": " 2022-03-15T10:00:00Z", "department_id": 1, "job_id": 1},
+            {"employee_id": 14, "employee_name": "\t", "hiring_date": "2022-03-15T10:00:00Z", "department_id": 1, "job_id": 1},
+        ]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert_eq!(r["errors"][0]["errors"][0]["code"], "missing_field");
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/13").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "Json Name");
+    // A line break inside a quoted value is data, not a blank.
+    app.load(&key, "employees", b"15,\"Two\nLines\",2022-03-15T10:00:00Z,1,1".to_vec()).await;
+    let row: Json = app.get(&key, "/v1/tables/employees/rows/15").await.json().await.unwrap();
+    assert_eq!(row["employee_name"], "Two\nLines");
+}
+
+async fn only_the_documented_csv_media_types_are_loaded(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    for (ct, status) in [
+        ("text/csv", 200),
+        ("text/csv; charset=utf-8", 200),
+        ("application/csv", 200),
+        ("text/plain", 415),
+        ("application/octet-stream", 415),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/v1/tables/departments/load"))
+            .bearer_auth(&key)
+            .header("content-type", ct)
+            .body("1,Sales")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{ct}");
+    }
+}
+
 crate::on_both_backends!(
+    every_rejection_keeps_its_raw_line_and_every_reason_on_every_path,
+    surrounding_blanks_are_trimmed_from_every_value_and_blank_is_missing,
+    only_the_documented_csv_media_types_are_loaded,
     a_large_load_with_one_conflicting_key_keeps_every_other_row,
     the_canonical_files_load_with_the_expected_counts_and_reasons,
     loading_the_same_file_twice_does_not_duplicate_rows,

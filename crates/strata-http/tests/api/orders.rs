@@ -7,6 +7,8 @@ use strata_domain::tenant::TenantId;
 use strata_http::startup::Options;
 use strata_store::rates::RateProvider;
 
+use uuid::Uuid;
+
 use crate::helpers::*;
 
 /// A local stand-in for the Coinbase price API: `fail_first` answers 500 that many times,
@@ -340,7 +342,7 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
     let r = app
         .client
         .put(app.url("/compat/py-dist-arch/buy_order"))
-        .json(&json!({"currency": "USD", "amount": "1", "idempotence_key": "a"}))
+        .json(&json!({"currency": "USD", "amount": "1", "idempotence_key": Uuid::now_v7().to_string()}))
         .send()
         .await
         .unwrap();
@@ -350,17 +352,18 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
             .await;
     let key = app.tenant("legacy", false).await;
     let mut first = Json::Null;
-    for i in 0..5 {
+    let keys: Vec<String> = (0..5).map(|_| Uuid::now_v7().to_string()).collect();
+    for (i, k) in keys.iter().enumerate() {
         let r = app
             .client
             .put(app.url("/compat/py-dist-arch/buy_order"))
-            .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": format!("key-{i}")}))
+            .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": k}))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         let body: Json = r.json().await.unwrap();
-        assert_eq!(body["idempotence_key"], format!("key-{i}"));
+        assert_eq!(&body["idempotence_key"], k);
         for f in ["id", "created_at", "currency", "currency_amount", "btc_rate", "btc_amount"] {
             assert!(body["buy_order"][f].is_string(), "{f}");
         }
@@ -371,7 +374,8 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
     let replay: Json = app
         .client
         .put(app.url("/compat/py-dist-arch/buy_order"))
-        .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": "key-0"}))
+        // The same UUID spelt another way is the same key, as it is for the seed.
+        .json(&json!({"currency": "USD", "amount": "100", "idempotence_key": keys[0].to_uppercase().replace('-', "")}))
         .send()
         .await
         .unwrap()
@@ -382,7 +386,7 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
     let r = app
         .client
         .put(app.url("/compat/py-dist-arch/buy_order"))
-        .json(&json!({"currency": "USD", "amount": "-1", "idempotence_key": "z"}))
+        .json(&json!({"currency": "USD", "amount": "-1", "idempotence_key": Uuid::now_v7().to_string()}))
         .send()
         .await
         .unwrap();
@@ -399,6 +403,7 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
         .unwrap();
     assert_eq!(page["rows"].as_array().unwrap().len(), 3);
     let next = page["last_reference"].as_str().unwrap();
+    assert_eq!(next, page["rows"][2]["id"].as_str().unwrap(), "the reference is the last row's id, as in the seed");
     let page2: Json = app
         .client
         .get(app.url(&format!("/compat/py-dist-arch/buy_orders?page_size=3&last_reference={next}")))
@@ -412,7 +417,117 @@ async fn the_py_dist_arch_surface_is_off_by_default_and_bound_to_one_tenant(b: B
     assert_eq!(page2["last_reference"], Json::Null);
 }
 
+async fn the_py_dist_arch_surface_accepts_and_refuses_what_the_seeds_models_do(b: Backend) {
+    let app =
+        spawn_app_with(b, Options { compat_tenant: Some(TenantId::parse("legacy").unwrap()), ..Options::default() })
+            .await;
+    let key = app.tenant("legacy", false).await;
+    let put = |body: Json| {
+        let req = app.client.put(app.url("/compat/py-dist-arch/buy_order"));
+        async move { req.json(&body).send().await.unwrap() }
+    };
+    let uuid = || Uuid::now_v7().to_string();
+    // Refused with 422 and FastAPI's {"detail": [...]}, naming each field at fault.
+    let refused: Vec<(Json, &[&str])> = vec![
+        // The seed's own suite sends a missing key as the string "None".
+        (json!({"currency": "USD", "amount": "0.01", "idempotence_key": "None"}), &["idempotence_key"]),
+        (json!({"currency": "USD", "amount": "0.01"}), &["idempotence_key"]),
+        (json!({"currency": "USD", "amount": "0.01", "idempotence_key": null}), &["idempotence_key"]),
+        (json!({"currency": "USD", "amount": "0.01", "idempotence_key": 7}), &["idempotence_key"]),
+        (json!({"currency": "USD", "amount": "0.01", "idempotence_key": "key-1"}), &["idempotence_key"]),
+        (json!({"currency": "usd", "amount": "1", "idempotence_key": uuid()}), &["currency"]),
+        (json!({"currency": " USD", "amount": "1", "idempotence_key": uuid()}), &["currency"]),
+        (json!({"currency": "ZAR", "amount": "1", "idempotence_key": uuid()}), &["currency"]),
+        (json!({"amount": "1", "idempotence_key": uuid()}), &["currency"]),
+        (json!({"currency": "USD", "amount": 100, "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": null, "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "-1.00", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "0", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "-0", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "1000000000", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "1e9", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "1e999999", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "Infinity", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "NaN", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "abc", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "USD", "amount": "1__0", "idempotence_key": uuid()}), &["amount"]),
+        // The seed's database rounded these silently; Strata refuses instead of rounding.
+        (json!({"currency": "USD", "amount": "10.005", "idempotence_key": uuid()}), &["amount"]),
+        (json!({"currency": "EUR", "amount": "-5", "idempotence_key": "None"}), &["amount", "idempotence_key"]),
+        (json!([1, 2]), &[]),
+        (json!("USD"), &[]),
+    ];
+    for (body, fields) in &refused {
+        let r = put(body.clone()).await;
+        assert_eq!(r.status(), 422, "{body}");
+        let detail: Json = r.json().await.unwrap();
+        let locs: Vec<&str> =
+            detail["detail"].as_array().unwrap().iter().filter_map(|d| d["loc"][1].as_str()).collect();
+        assert_eq!(&locs, fields, "{body}: {detail}");
+    }
+    let r = app
+        .client
+        .put(app.url("/compat/py-dist-arch/buy_order"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    list_all(&app, &key, 0).await;
+
+    // Accepted as the seed's models accept them: Python Decimal spellings of an amount, any
+    // spelling of a UUID, extra fields ignored.
+    let accepted = [
+        ("1e3", "1000.00"),
+        (" 5 ", "5.00"),
+        ("1_000", "1000.00"),
+        ("+7.5", "7.50"),
+        ("2.500", "2.50"),
+        (".5", "0.50"),
+        ("999999999.99", "999999999.99"),
+    ];
+    for (i, (amount, stored)) in accepted.iter().enumerate() {
+        let k = Uuid::now_v7();
+        let spelt = match i % 3 {
+            0 => k.simple().to_string(),
+            1 => format!("{{{}}}", k.hyphenated()).to_uppercase(),
+            _ => k.urn().to_string(),
+        };
+        let r = put(json!({"currency": "GBP", "amount": amount, "idempotence_key": spelt, "note": "extra"})).await;
+        // The last one passes the 100 BTC cap at this rate: refused by the cap, not the model.
+        if *amount == "999999999.99" {
+            assert_eq!(r.status(), 409, "{amount}");
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{amount}");
+        let body: Json = r.json().await.unwrap();
+        assert_eq!(body["idempotence_key"], k.hyphenated().to_string());
+        assert_eq!(body["buy_order"]["currency_amount"], *stored, "{amount}");
+    }
+    list_all(&app, &key, accepted.len() - 1).await;
+
+    // The listing: page_size as the seed reads it, unknown parameters ignored.
+    let get = |q: &'static str| {
+        let req = app.client.get(app.url(&format!("/compat/py-dist-arch/buy_orders{q}")));
+        async move { req.send().await.unwrap() }
+    };
+    let rows = |r: Json| r["rows"].as_array().unwrap().len();
+    assert_eq!(rows(get("").await.json().await.unwrap()), 6, "default page of 10");
+    assert_eq!(rows(get("?page_size=2&utm=x").await.json().await.unwrap()), 2);
+    assert_eq!(rows(get("?page_size=%207%20").await.json().await.unwrap()), 6);
+    assert_eq!(rows(get("?page_size=0").await.json().await.unwrap()), 0);
+    for bad in ["?page_size=abc", "?page_size=1.5", "?page_size=", "?page_size=-1", "?last_reference=nope"] {
+        assert_eq!(get(bad).await.status(), 422, "{bad}");
+    }
+    let unknown = format!("/compat/py-dist-arch/buy_orders?last_reference={}", Uuid::now_v7());
+    assert_eq!(app.client.get(app.url(&unknown)).send().await.unwrap().status(), 422);
+}
+
 crate::on_both_backends!(
+    the_py_dist_arch_surface_accepts_and_refuses_what_the_seeds_models_do,
     an_order_gets_the_exact_btc_amount_rounded_up,
     bad_orders_get_field_errors_and_store_nothing,
     replays_return_the_original_answer_without_calling_the_rate_provider,

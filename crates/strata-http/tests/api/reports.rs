@@ -41,7 +41,8 @@ async fn json_reports_have_their_documented_shape(b: Backend) {
     assert_eq!(r["year"], 2021);
     assert_eq!(
         r["rows"][0],
-        json!({"department_name": "Accounting", "job_name": "Account Representative IV", "Q1": 1, "Q2": 0, "Q3": 0, "Q4": 0})
+        json!({"department_id": 12, "department_name": "Accounting", "job_id": 89,
+               "job_name": "Account Representative IV", "Q1": 1, "Q2": 0, "Q3": 0, "Q4": 0})
     );
     assert_eq!(r["rows"].as_array().unwrap().len(), 933);
     let r: Json = app.get(&key, "/v1/reports/departments-above-mean?year=2021").await.json().await.unwrap();
@@ -146,7 +147,79 @@ async fn the_dashboard_session_shows_only_the_signed_in_tenants_data(b: Backend)
     let _ = a;
 }
 
+async fn namesakes_stay_apart_and_csv_text_cannot_run_as_a_formula(b: Backend) {
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    // Two departments and two jobs share a name; names a spreadsheet would run as formulas.
+    app.load(&key, "departments", b"1,Sales\n2,Sales\n3,\"=HYPERLINK(\"\"http://evil\"\")\"\n4,@SUM(A1)".to_vec())
+        .await;
+    app.load(&key, "jobs", b"1,Rep\n2,Rep\n3,+1+1\n4,-2".to_vec()).await;
+    let rows = [
+        "1,a,2021-01-02T00:00:00Z,1,1",
+        "2,b,2021-01-02T00:00:00Z,2,2",
+        "3,c,2021-05-02T00:00:00Z,2,1",
+        "4,d,2021-05-02T00:00:00Z,3,3",
+        "5,e,2021-05-02T00:00:00Z,4,4",
+        "6,f,2021-05-02T00:00:00Z,4,4",
+    ]
+    .join("\n");
+    app.load(&key, "employees", rows.into_bytes()).await;
+    let r: Json = app.get(&key, "/v1/reports/hires-by-quarter?year=2021").await.json().await.unwrap();
+    let pairs: Vec<(i64, i64, i64, i64)> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["department_name"] == "Sales")
+        .map(|r| {
+            (
+                r["department_id"].as_i64().unwrap(),
+                r["job_id"].as_i64().unwrap(),
+                r["Q1"].as_i64().unwrap(),
+                r["Q2"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs, [(1, 1, 1, 0), (2, 1, 0, 1), (2, 2, 1, 0)], "namesakes are separate rows, told apart by id");
+    let (_, _, body) = csv(&app, &key, "/v1/reports/hires-by-quarter?year=2021&format=csv").await;
+    assert_eq!(
+        body,
+        "department_name,job_name,Q1,Q2,Q3,Q4\n\"'=HYPERLINK(\"\"http://evil\"\")\",\"'+1+1\",0,1,0,0\n\
+         \"'@SUM(A1)\",\"'-2\",0,2,0,0\nSales,Rep,1,0,0,0\nSales,Rep,0,1,0,0\nSales,Rep,1,0,0,0\n"
+    );
+    let (_, _, body) = csv(&app, &key, "/v1/reports/departments-above-mean?year=2021&format=csv").await;
+    assert!(body.contains("4,\"'@SUM(A1)\",2\n"), "{body}");
+}
+
+async fn the_dashboard_cookie_is_secure_behind_a_trusted_https_proxy(b: Backend) {
+    let sign_in = |app: &TestApp, key: String, proto: Option<&'static str>| {
+        let mut req = app.client.post(app.url("/reports/session")).json(&json!({ "api_key": key }));
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string()
+        }
+    };
+    // Not trusted (the default): a client could claim https itself.
+    let app = spawn_app(b).await;
+    let key = app.tenant("acme", true).await;
+    assert!(!sign_in(&app, key.clone(), Some("https")).await.contains("Secure"));
+    let app =
+        spawn_app_with(b, strata_http::startup::Options { trust_forwarded_proto: true, ..Default::default() }).await;
+    let key = app.tenant("acme", true).await;
+    assert!(sign_in(&app, key.clone(), Some("https")).await.ends_with("; Secure"));
+    assert!(sign_in(&app, key.clone(), Some("HTTPS, http")).await.ends_with("; Secure"));
+    assert!(!sign_in(&app, key.clone(), Some("http")).await.contains("Secure"));
+    assert!(!sign_in(&app, key.clone(), None).await.contains("Secure"), "plain HTTP must still get a usable cookie");
+    let r = app.client.delete(app.url("/reports/session")).header("x-forwarded-proto", "https").send().await.unwrap();
+    assert!(r.headers().get("set-cookie").unwrap().to_str().unwrap().contains("Max-Age=0; Secure"));
+}
+
 crate::on_both_backends!(
+    namesakes_stay_apart_and_csv_text_cannot_run_as_a_formula,
+    the_dashboard_cookie_is_secure_behind_a_trusted_https_proxy,
     both_reports_match_the_expected_csv_files_byte_for_byte,
     json_reports_have_their_documented_shape,
     quarters_split_at_midnight_utc_and_edge_cases_hold,
