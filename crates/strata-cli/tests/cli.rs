@@ -81,6 +81,40 @@ fn load_reads_the_canonical_files_and_summarises_rejections() {
 }
 
 #[test]
+fn load_summaries_list_every_reason_of_a_row_and_the_log_keeps_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(strata(dir.path(), &["tenant", "create", "acme", "--dataset", "hr"]).status.success());
+    let csv = dir.path().join("e.csv");
+    std::fs::write(dir.path().join("d.csv"), "1,Sales\n").unwrap();
+    std::fs::write(dir.path().join("j.csv"), "1,Engineer\n").unwrap();
+    std::fs::write(&csv, "3,Cy,2021-01-01T00:00:00Z,99,9x\n4,Di,2021-01-01T00:00:00Z,7,1\n").unwrap();
+    for (t, f) in [("departments", "d.csv"), ("jobs", "j.csv")] {
+        let path = dir.path().join(f).display().to_string();
+        assert!(strata(dir.path(), &["load", "--tenant", "acme", "--table", t, &path]).status.success());
+    }
+    let out = strata(dir.path(), &["load", "--tenant", "acme", "--table", "employees", &csv.display().to_string()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("line 1: department_id: department_id 99 does not exist in table departments; job_id: "),
+        "{text}"
+    );
+    assert!(text.contains("line 2: department_id: department_id 7 does not exist"), "{text}");
+    // The rejection log has the raw line of a row refused for its foreign key alone.
+    let db = tenant_file_bytes(&dir.path().join("tenants/acme.db"));
+    assert!(db.windows(26).any(|w| w == b"4,Di,2021-01-01T00:00:00Z,"), "the raw line is in the log");
+}
+
+/// The tenant database and its write-ahead log, as bytes: a short text value sits in them as
+/// written, so a test can look for it without a SQLite client of its own.
+fn tenant_file_bytes(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap_or_default();
+    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes
+}
+
+#[test]
 fn dataset_apply_names_the_problem_in_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
     assert!(strata(dir.path(), &["tenant", "create", "acme"]).status.success());
