@@ -55,6 +55,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
+# The README's examples (run in order by crates/strata-cli/tests/readme.rs) use curl and jq.
+if ! command -v jq >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing curl and jq for the README test…" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl jq >/dev/null
+  else
+    echo "warning: curl or jq is missing and cannot be installed here; the README test will fail." >&2
+  fi
+fi
+
 # The browser test of the reports dashboard drives Debian's Chromium with playwright-core
 # (crates/strata-http/tests/browser). Chromium comes from apt (needs root, as on CI);
 # playwright-core from npm, at the exact version package.json pins, into that folder's
