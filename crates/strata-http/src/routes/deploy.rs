@@ -75,8 +75,15 @@ fn switch_error(e: SwitchError) -> ApiError {
 async fn switch(
     _: Admin,
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: crate::limits::Buffered<4096>,
 ) -> ApiResult<Json<strata_store::deploy::SwitchRecord>> {
+    if super::media_type(&headers).as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send {\"to\": \"blue\"|\"green\"} as application/json",
+        ));
+    }
     let raw = body.bytes;
     let b: SwitchBody = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"to\": \"blue\"|\"green\"}}: {e}"))

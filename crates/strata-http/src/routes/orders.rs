@@ -271,8 +271,19 @@ fn compat_amount(currency: Currency, v: Option<&Json>) -> Result<FiatAmount, Str
     }
 }
 
-async fn compat_create(State(s): State<AppState>, body: Buffered<MAX_ORDER_BYTES>) -> ApiResult<Response> {
+async fn compat_create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Buffered<MAX_ORDER_BYTES>,
+) -> ApiResult<Response> {
     let tenant = compat_tenant(&s)?;
+    // FastAPI reads the body as JSON when the Content-Type says JSON or says nothing; any
+    // other type leaves the model without an object, which it refuses with 422.
+    if let Some(mt) = super::media_type(&headers) {
+        if mt != "application/json" && !mt.ends_with("+json") {
+            return Ok(compat_refusal(&[("", "Input should be a valid dictionary or object".into())]));
+        }
+    }
     // The seed's model, field by field: every problem is reported, all with 422.
     let Ok(body) = serde_json::from_slice::<Json>(&body.bytes) else {
         return Ok(compat_refusal(&[("", "the body is not valid JSON".into())]));

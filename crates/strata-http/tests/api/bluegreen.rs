@@ -273,6 +273,14 @@ async fn the_admin_api_switches_and_rolls_back_and_refuses_bad_requests(b: Backe
         error_code(post("/v1/admin/deploy/switch", r#"{"to":"green","extra":1}"#).await.unwrap()).await,
         (400, "malformed_json".into())
     );
+    // Only the documented media type: a form-encoded body (curl -d's default) is refused.
+    for ct in [Some("application/x-www-form-urlencoded"), Some("text/plain"), None] {
+        let mut req = app.client.post(app.url("/v1/admin/deploy/switch")).bearer_auth(token).body(r#"{"to":"green"}"#);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        assert_eq!(error_code(req.send().await.unwrap()).await, (415, "unsupported_media_type".into()), "{ct:?}");
+    }
     let huge = format!(r#"{{"to":"green","actor":"{}"}}"#, "x".repeat(5000));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", &huge).await.unwrap()).await, (413, "body_too_large".into()));
     assert_eq!(error_code(post("/v1/admin/deploy/switch", "").await.unwrap()).await, (400, "malformed_json".into()));
