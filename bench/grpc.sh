@@ -31,7 +31,9 @@ LATENCY=$TARGET/release/examples/latency
 for b in "$STRATA" "$STREAM" "$LATENCY"; do [[ -x $b ]] || { echo "missing $b" >&2; exit 1; }; done
 
 mkdir -p bench/out
-WORK=$(mktemp -d "bench/out/grpc-$(date -u +%Y%m%dT%H%M%SZ)-XXXX")
+# Absolute: nginx resolves a relative -c against its -p prefix, which doubled the path and made
+# every reload during a switch fail.
+WORK=$(mktemp -d "$ROOT/bench/out/grpc-$(date -u +%Y%m%dT%H%M%SZ)-XXXX")
 DB=bench_grpc_$$
 PIDS=()
 cleanup() {
@@ -65,16 +67,17 @@ for backend in sqlite postgres; do
     KEY=$("${S[@]}" tenant create bench --dataset hr)
     for t in departments jobs; do "${S[@]}" load --tenant bench --table "$t" "data/hr/$t.csv" >/dev/null; done
     "${S[@]}" load --tenant bench --table employees "$WORK/employees.csv" >/dev/null
-    start() { # stack
+    start() { # stack, variable for its gRPC address
+        # Not in a $(...) subshell: the server's pid must reach PIDS, or it outlives the run.
         local hp gp; hp=$(port); gp=$(port)
         "${S[@]}" serve --stack "$1" --http-addr "127.0.0.1:$hp" --grpc-addr "127.0.0.1:$gp" --rate-provider fixed \
             --deploy-poll-ms 50 >"$WORK/server-$backend-$1.log" 2>&1 &
         PIDS+=($!)
         for _ in $(seq 100); do curl -sf "http://127.0.0.1:$hp/ready" >/dev/null && break; sleep 0.1; done
-        echo "127.0.0.1:$gp"
+        printf -v "$2" '%s' "127.0.0.1:$gp"
     }
-    BLUE=$(start blue)
-    GREEN=$(start green)
+    start blue BLUE
+    start green GREEN
 
     # 1. Streaming.
     cli=() ours=()

@@ -33,7 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    // LATENCY_TASKS (default 8) separates a fixed per-query cost (1 task) from contention.
+    let tasks_n: usize = std::env::var("LATENCY_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    for _ in 0..tasks_n {
         let (conn, samples, failures, stop) = (conn.clone(), samples.clone(), failures.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {

@@ -15,8 +15,8 @@
 //!    ([`MAX_CHAIN_TOKENS`]) and how many set operations a query has ([`MAX_SET_OPERATIONS`]);
 //! 2. after parsing, the exact expression depth is measured and refused above
 //!    [`MAX_EXPR_DEPTH`] (SQLite's own limit, so both databases accept the same queries);
-//! 3. all of it runs on a thread of its own with a known, large stack ([`GUARD_STACK_BYTES`]),
-//!    at most [`GUARD_THREADS`] at a time: even a tree that slipped past the first wall cannot
+//! 3. all of it runs on one of [`GUARD_THREADS`] long-lived threads with a known, large stack
+//!    ([`GUARD_STACK_BYTES`]): even a tree that slipped past the first wall cannot
 //!    overflow it (measured: the deepest tree a 256 KiB query can make, 131,072 levels, needs
 //!    under 16 MiB in a release build).
 
@@ -299,7 +299,7 @@ pub struct Checked {
 /// Checks `sql` and returns the text to run: the same query with dataset qualifiers removed
 /// (tables live unqualified in the tenant's own database or schema).
 ///
-/// Runs on a thread of its own (see the module docs) and blocks the caller until it is done;
+/// Runs on a guard thread (see the module docs) and blocks the caller until it is done;
 /// async callers use [`check_async`].
 pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String, QueryError> {
     check_typed(sql, dialect, catalog).map(|c| c.sql)
@@ -307,13 +307,11 @@ pub fn check(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<String
 
 /// [`check`], with the result columns' types.
 pub fn check_typed(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Checked, QueryError> {
-    let (sql, catalog) = (sql.to_string(), catalog.clone());
-    let thread = std::thread::Builder::new()
-        .name("strata-sql-guard".into())
-        .stack_size(GUARD_STACK_BYTES)
-        .spawn(move || check_here(&sql, dialect, &catalog))
-        .map_err(|e| QueryError::Storage(format!("cannot start the query checker: {e}")))?;
-    thread.join().map_err(|_| QueryError::Failed("the query checker failed".into()))?
+    let (tx, rx) = std::sync::mpsc::channel();
+    on_guard_thread(sql, dialect, catalog, move |r| {
+        let _ = tx.send(r);
+    })?;
+    rx.recv().map_err(|_| QueryError::Failed("the query checker failed".into()))?
 }
 
 /// [`check`] for async callers: at most [`GUARD_THREADS`] checks run at once, and the caller's
@@ -325,15 +323,53 @@ pub async fn check_async(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> R
     }
     let _slot = SLOTS.acquire().await.map_err(|_| QueryError::Failed("the query checker is closed".into()))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (sql, catalog) = (sql.to_string(), catalog.clone());
-    std::thread::Builder::new()
-        .name("strata-sql-guard".into())
-        .stack_size(GUARD_STACK_BYTES)
-        .spawn(move || {
-            let _ = tx.send(check_here(&sql, dialect, &catalog));
-        })
-        .map_err(|e| QueryError::Storage(format!("cannot start the query checker: {e}")))?;
+    on_guard_thread(sql, dialect, catalog, move |r| {
+        let _ = tx.send(r);
+    })?;
     rx.await.map_err(|_| QueryError::Failed("the query checker failed".into()))?
+}
+
+type GuardJob = Box<dyn FnOnce() + Send>;
+
+/// Runs a check on one of [`GUARD_THREADS`] long-lived threads with [`GUARD_STACK_BYTES`] of
+/// stack. The threads are started once and reused: a thread per query cost a 64 MiB mapping
+/// and unmapping (with its TLB shootdowns) every time, a fifth of a small query's CPU.
+fn on_guard_thread(
+    sql: &str,
+    dialect: SqlDialect,
+    catalog: &Catalog,
+    reply: impl FnOnce(Result<Checked, QueryError>) + Send + 'static,
+) -> Result<(), QueryError> {
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<GuardJob>>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<GuardJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..GUARD_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("strata-sql-guard-{i}"))
+                .stack_size(GUARD_STACK_BYTES)
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    // A panic fails this check (its reply is dropped), not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a query checker thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (sql, catalog) = (sql.to_string(), catalog.clone());
+    let job: GuardJob = Box::new(move || reply(check_here(&sql, dialect, &catalog)));
+    pool.lock()
+        .map_err(|_| QueryError::Storage("the query checker is unavailable".into()))?
+        .send(job)
+        .map_err(|_| QueryError::Storage("the query checker is unavailable".into()))
 }
 
 fn too_long(n: usize) -> QueryError {
