@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 /// The README's bound for the server under this attack, with default limits.
 const MEMORY_BOUND_BYTES: u64 = 1 << 30;
-/// What the server may still hold once the attacks are over: memory goes back to the system
-/// (measured about 200 MiB after peaks of 400-600 MiB).
-const AFTER_BOUND_BYTES: u64 = 320 << 20;
+/// What the server may still hold once the attacks are over: memory goes back to the system.
+/// Measured 190-350 MiB a few seconds after peaks of 400-600 MiB (how much the allocator
+/// still caches varies from run to run); the issue saw 1.1 GB kept after one query.
+const AFTER_BOUND_BYTES: u64 = 512 << 20;
 
 fn rss(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -245,7 +246,15 @@ async fn attack_and_measure(storage: Vec<String>) {
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed).max(rss(pid, "VmHWM:"));
-    let after = rss(pid, "VmRSS:");
+    // Give the allocator a bounded while to hand freed memory back.
+    let mut after = rss(pid, "VmRSS:");
+    for _ in 0..20 {
+        if after < AFTER_BOUND_BYTES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = rss(pid, "VmRSS:");
+    }
     eprintln!("server memory: peak {} MiB, after the attack {} MiB", peak >> 20, after >> 20);
     assert!(std::fs::metadata(format!("/proc/{pid}")).is_ok(), "the server died");
     assert!(
