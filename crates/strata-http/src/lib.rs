@@ -5,7 +5,8 @@
 //! * [`startup`]: [`startup::Application`] binds the listener (port 0 in tests), builds the
 //!   router and serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
 //! * [`routes`]: one router per feature (`health`, `tables`, `datasets`, `ingest`, `rows`,
-//!   `docs`), merged in one place, [`routes::router`].
+//!   `backups`, `reports` with the dashboard, `orders` with the py-dist-arch surface, `deploy`
+//!   (the admin API), `docs`), merged in one place, [`routes::router`].
 //! * [`error`]: the one API error type. Every failure becomes
 //!   `{"error": {"code", "message", "details"}}` with the status its code's kind implies.
 //! * [`auth`]: the `Authorization: Bearer <key>` extractor every `/v1` handler takes, so a
@@ -30,7 +31,7 @@ use strata_store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub orders: Option<std::sync::Arc<strata_store::orders::OrderService>>,
+    pub orders: std::sync::Arc<strata_store::orders::OrderService>,
     /// The tenant the unauthenticated py-dist-arch surface writes to; `None` keeps it off.
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
     /// SHA-256 of the admin token; `None` turns the admin API off.

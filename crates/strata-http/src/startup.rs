@@ -47,10 +47,6 @@ pub const DEMO_RATES: &str = "USD=64000.12,EUR=59000,GBP=51000.5";
 
 impl Application {
     /// Binds the address (use port 0 for an ephemeral port) without serving yet.
-    pub async fn build(addr: SocketAddr, store: strata_store::Store) -> std::io::Result<Self> {
-        Self::build_with(addr, store, Options::default()).await
-    }
-
     pub async fn build_with(addr: SocketAddr, store: strata_store::Store, options: Options) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -68,7 +64,7 @@ impl Application {
         let state = AppState {
             store,
             metrics: crate::telemetry::prometheus(),
-            orders: Some(std::sync::Arc::new(orders)),
+            orders: std::sync::Arc::new(orders),
             compat_tenant: options.compat_tenant,
             admin_token: options.admin_token.as_deref().map(strata_domain::tenant::KeyHash::of),
             switch: options.switch,

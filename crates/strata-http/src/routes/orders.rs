@@ -114,11 +114,7 @@ async fn run_create(
     key: &str,
     amount: FiatAmount,
 ) -> ApiResult<(StatusCode, String, bool)> {
-    let svc = s
-        .orders
-        .as_ref()
-        .ok_or_else(|| ApiError::new(ErrorCode::RateUnavailable, "orders are not configured on this server"))?;
-    Ok(match svc.create(tenant, key, amount).await.map_err(order_error)? {
+    Ok(match s.orders.create(tenant, key, amount).await.map_err(order_error)? {
         CreateOutcome::Created { body, .. } => (StatusCode::CREATED, body, false),
         CreateOutcome::CapExceeded { body } => (StatusCode::CONFLICT, body, false),
         CreateOutcome::Replayed { status, body } => {
