@@ -4,8 +4,8 @@
 //! [`commands`], one file per subcommand:
 //!
 //! * `serve` and `demo` ([`commands::serve`]): the HTTP API and the gRPC query service;
-//! * `tenant`, `dataset`, `load`, `backup`/`restore`, `report`, `orders` and `deploy`
-//!   administer storage directly, with no server needed.
+//! * `tenant`, `dataset`, `load`, `backup`/`restore`, `report`, `orders`, `deploy` and
+//!   `migrate` administer storage directly, with no server needed.
 //!
 //! Every flag has a `STRATA_*` environment variable, so the same binary configures cleanly in
 //! containers.
@@ -22,6 +22,7 @@ use commands::{
     dataset::DatasetCmd,
     deploy::DeployCmd,
     load::LoadArgs,
+    migrate::MigrateCmd,
     orders::OrdersCmd,
     report::ReportArgs,
     serve::ServeArgs,
@@ -126,6 +127,9 @@ enum Command {
     /// Blue/green deployment of the query service: status, switch, rollback.
     #[command(subcommand)]
     Deploy(DeployCmd),
+    /// Schema versions: status, and applying pending migrations (done at every start too).
+    #[command(subcommand)]
+    Migrate(MigrateCmd),
 }
 
 fn init_logging(to_stdout: bool, format: &str) {
@@ -178,8 +182,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli.storage.pg_pool_size
         );
     }
-    let mut store = Store::open(&config)
-        .await
+    // `migrate` opens without migrating: `status` must see the schema as it is, and `run`
+    // reports what it applies.
+    let opened = if matches!(cli.command, Command::Migrate(_)) {
+        Store::open_unmigrated(&config).await
+    } else {
+        Store::open(&config).await
+    };
+    let mut store = opened
         .with_context(|| format!("cannot open storage {config:?}"))?
         .with_tenant_slots(slots, Duration::from_secs(cli.storage.tenant_slot_wait_secs));
     if let Some(dir) = &cli.storage.backup_dir {
@@ -196,5 +206,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => commands::report::report(store, a).await,
         Command::Orders(cmd) => commands::orders::orders(store, cmd).await,
         Command::Deploy(cmd) => commands::deploy::deploy(store, cmd).await,
+        Command::Migrate(cmd) => commands::migrate::migrate(store, cmd).await,
     }
 }

@@ -41,6 +41,27 @@ async fn check_everything_is_still_there(storage: Vec<String>, backend: &str) {
     let m = manifest();
     let key = m[backend]["key"].as_str().unwrap().to_string();
     let admin = m["admin_token"].as_str().unwrap().to_string();
+    // The fixture predates schema versions: everything is at version 0, and looking changes
+    // nothing. Starting the server adopts it as version 1 in place.
+    let status = |storage: &[String]| -> Vec<(String, i64)> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env_remove("STRATA_DATABASE_URL")
+            .env_remove("STRATA_DATA_DIR")
+            .args(storage)
+            .args(["migrate", "status", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["scope"].as_str().unwrap().to_string(), s["version"].as_i64().unwrap()))
+            .collect()
+    };
+    let before = [("control".to_string(), 0), ("tenant acme".to_string(), 0)];
+    assert_eq!(status(&storage), before);
+    assert_eq!(status(&storage), before, "status applies nothing");
     let mut args: Vec<&str> = storage.iter().map(String::as_str).collect();
     args.extend([
         "serve",
@@ -57,6 +78,7 @@ async fn check_everything_is_still_there(storage: Vec<String>, backend: &str) {
         &admin,
     ]);
     let server = common::serve_with(&args);
+    assert_eq!(status(&storage), [("control".to_string(), 1), ("tenant acme".to_string(), 1)]);
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", server.base)).bearer_auth(&key).send();
 

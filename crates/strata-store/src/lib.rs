@@ -25,6 +25,7 @@ pub mod cursor;
 pub mod deploy;
 pub mod events;
 pub mod ingest;
+pub mod migrate;
 pub mod orders;
 pub mod postgres;
 pub mod query;
@@ -99,6 +100,9 @@ pub enum StoreError {
     TenantBusy { slots: usize, waited: std::time::Duration },
     #[error("the request body arrived too slowly and was abandoned: {0}")]
     InputTooSlow(String),
+    /// The schema cannot be used by this binary (newer, or an applied migration was edited).
+    #[error("{0}")]
+    Schema(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("database error")]
@@ -124,7 +128,7 @@ impl StoreError {
             StoreError::Backup(_) => ErrorCode::BackupFailed,
             StoreError::TenantBusy { .. } => ErrorCode::TenantBusy,
             StoreError::InputTooSlow(_) => ErrorCode::RequestTimeout,
-            StoreError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
+            StoreError::Unavailable(_) | StoreError::Schema(_) => ErrorCode::DatabaseUnavailable,
             StoreError::Database(_) => ErrorCode::Internal,
         }
     }
@@ -240,21 +244,43 @@ macro_rules! tenant_dispatch {
 }
 
 impl Store {
-    /// Opens (and on first use creates) the control plane.
+    /// Opens (and on first use creates) the storage, first bringing its schema up to date
+    /// (see [`migrate`]).
     pub async fn open(config: &StoreConfig) -> Result<Self> {
+        Self::open_with(config, true).await
+    }
+
+    /// Opens the storage without applying migrations: for `strata migrate status`, which must
+    /// look without changing anything.
+    pub async fn open_unmigrated(config: &StoreConfig) -> Result<Self> {
+        Self::open_with(config, false).await
+    }
+
+    async fn open_with(config: &StoreConfig, migrate: bool) -> Result<Self> {
         let default_backups = match config {
             StoreConfig::Sqlite { data_dir } => data_dir.join("backups"),
             StoreConfig::Postgres { .. } => PathBuf::from("./strata-backups"),
         };
         let backend = match config {
             StoreConfig::Sqlite { data_dir } => {
-                Backend::Sqlite(Arc::new(sqlite::SqliteStore::open(data_dir.clone()).await?))
+                Backend::Sqlite(Arc::new(sqlite::SqliteStore::open(data_dir.clone(), migrate).await?))
             }
             StoreConfig::Postgres { url, pool_size } => {
-                Backend::Postgres(Arc::new(postgres::PgStore::open(url.expose(), *pool_size).await?))
+                Backend::Postgres(Arc::new(postgres::PgStore::open(url.expose(), *pool_size, migrate).await?))
             }
         };
         Ok(Self { backend, backups: backup::BackupDir::new(default_backups), slots: Arc::default() })
+    }
+
+    /// Applies pending schema migrations (what opening does); returns the versions applied,
+    /// per scope (`control`, `tenant <id>`).
+    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+        dispatch!(self, b => b.migrate().await)
+    }
+
+    /// The schema version of the control plane and of every tenant, changing nothing.
+    pub async fn schema_status(&self) -> Result<Vec<migrate::SchemaStatus>> {
+        dispatch!(self, b => b.schema_status().await)
     }
 
     /// Keeps backups in `dir` (by default `<data dir>/backups`, or `./strata-backups` with

@@ -37,7 +37,7 @@ use strata_domain::order::Order;
 /// Serialises schema migrations between processes starting at the same time.
 const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
 
-const CONTROL_SCHEMA: &str = "
+pub(crate) const CONTROL_SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS strata_control;
 CREATE TABLE IF NOT EXISTS strata_control.tenants (
     id TEXT PRIMARY KEY,
@@ -89,18 +89,21 @@ CREATE TABLE IF NOT EXISTS strata_control.deploy_instances (
 );
 ";
 
-fn tenant_schema_sql(schema: &str) -> String {
+/// Migration 1 of a tenant schema. Written to be a no-op where the schema already exists
+/// (tenants created before schema versions), so it adopts them in place; the index has the
+/// name PostgreSQL gave the unnamed one those tenants have.
+pub(crate) fn tenant_schema_sql(schema: &str) -> String {
     format!(
         "
-CREATE SCHEMA {schema};
-CREATE TABLE {schema}._strata_datasets (
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}._strata_datasets (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     version BIGINT NOT NULL,
     definition TEXT NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE TABLE {schema}._strata_rejections (
+CREATE TABLE IF NOT EXISTS {schema}._strata_rejections (
     id BIGSERIAL PRIMARY KEY,
     table_name TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -111,8 +114,8 @@ CREATE TABLE {schema}._strata_rejections (
     errors TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX ON {schema}._strata_rejections (table_name, id);
-CREATE TABLE {schema}._strata_ingests (
+CREATE INDEX IF NOT EXISTS _strata_rejections_table_name_id_idx ON {schema}._strata_rejections (table_name, id);
+CREATE TABLE IF NOT EXISTS {schema}._strata_ingests (
     id TEXT PRIMARY KEY,
     table_name TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -122,7 +125,7 @@ CREATE TABLE {schema}._strata_ingests (
     rejected BIGINT NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE TABLE {schema}._strata_idempotency (
+CREATE TABLE IF NOT EXISTS {schema}._strata_idempotency (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
     response TEXT,
@@ -167,8 +170,53 @@ fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
         .map_err(|e| StoreError::Unavailable(e.into()))
 }
 
+/// Applies what is pending of `list` inside `tx` (the caller holds the migration lock and
+/// commits); `table` is the qualified version table, `schema` what the SQL is rendered for.
+async fn migrate_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    schema: &str,
+    scope: &str,
+    list: &[crate::migrate::Migration],
+) -> Result<Vec<i64>> {
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+         checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ))
+    .await?;
+    let applied = applied_in(tx, table).await?;
+    let mut done = Vec::new();
+    for m in crate::migrate::pending(list, &applied, scope)? {
+        tx.batch_execute(&(m.sql)(schema)).await?;
+        tx.execute(
+            &format!("INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)"),
+            &[&m.version, &m.name, &m.checksum()],
+        )
+        .await?;
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+async fn applied_in(c: &impl tokio_postgres::GenericClient, table: &str) -> Result<Vec<crate::migrate::Applied>> {
+    let exists: bool = c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await?.get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = c.query(&format!("SELECT version, checksum FROM {table} ORDER BY version"), &[]).await?;
+    Ok(rows.iter().map(|r| crate::migrate::Applied { version: r.get(0), checksum: r.get(1) }).collect())
+}
+
+const CONTROL_VERSIONS: &str = "strata_control.schema_migrations";
+
+fn tenant_versions(schema: &str) -> String {
+    format!("{schema}._strata_schema")
+}
+
 impl PgStore {
-    pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+    /// Connects; with `migrate`, brings the control plane and every tenant schema to the
+    /// schema this binary knows first, all in one transaction under an advisory lock.
+    pub async fn open(url: &str, pool_size: usize, migrate: bool) -> Result<Self> {
         // The parser's own message names the offending option, never a value.
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("invalid database URL: {e}")))?;
@@ -176,12 +224,65 @@ impl PgStore {
             pool: build_pool(config.clone(), pool_size.max(2))?,
             control: build_pool(config, CONTROL_POOL_SIZE)?,
         };
-        let mut client = store.control.get().await?;
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations to the control plane and then to every tenant schema, in one
+    /// transaction (all or nothing) under the migration lock; returns what was applied.
+    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+        let mut client = self.control.get().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
-        tx.batch_execute(CONTROL_SCHEMA).await?;
+        tx.batch_execute("CREATE SCHEMA IF NOT EXISTS strata_control").await?;
+        let mut out = Vec::new();
+        let done = migrate_in(&tx, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
+        out.push(("control".to_string(), done));
+        let tenants: Vec<String> = tx
+            .query("SELECT id FROM strata_control.tenants ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for id in tenants {
+            let tid = TenantId::parse(&id).map_err(|e| StoreError::Database(anyhow::anyhow!("tenant {id:?}: {e}")))?;
+            let schema = schema_of(&tid);
+            let scope = format!("tenant {id}");
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+            let done = migrate_in(&tx, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
+            out.push((scope, done));
+        }
         tx.commit().await?;
-        Ok(store)
+        Ok(out)
+    }
+
+    /// The schema version of the control plane and of each tenant, applying nothing.
+    pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
+        use crate::migrate::{latest, SchemaStatus, PG_CONTROL, PG_TENANT};
+        let c = self.control.get().await?;
+        let version = |a: Vec<crate::migrate::Applied>| a.iter().map(|a| a.version).max().unwrap_or(0);
+        let mut out = vec![SchemaStatus {
+            scope: "control".into(),
+            version: version(applied_in(&**c, CONTROL_VERSIONS).await?),
+            latest: latest(PG_CONTROL),
+        }];
+        let has_tenants: bool =
+            c.query_one("SELECT to_regclass('strata_control.tenants') IS NOT NULL", &[]).await?.get(0);
+        if has_tenants {
+            for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
+                let id: String = r.get(0);
+                let Ok(tid) = TenantId::parse(&id) else { continue };
+                let applied = applied_in(&**c, &tenant_versions(&schema_of(&tid))).await?;
+                out.push(SchemaStatus {
+                    scope: format!("tenant {id}"),
+                    version: version(applied),
+                    latest: latest(PG_TENANT),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The pool for tenants' data.
@@ -210,8 +311,9 @@ impl PgStore {
             return Err(StoreError::TenantExists(id.to_string()));
         }
         // Schema, bookkeeping tables, tenant row and key commit together or not at all.
-        tx.batch_execute(&tenant_schema_sql(&schema_of(id))).await?;
-        tx.batch_execute(&crate::orders::pg_order_schema(&schema_of(id))).await?;
+        let schema = schema_of(id);
+        tx.batch_execute(&format!("CREATE SCHEMA {schema}")).await?;
+        migrate_in(&tx, &tenant_versions(&schema), &schema, &format!("tenant {id}"), crate::migrate::PG_TENANT).await?;
         tx.execute(
             "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix) VALUES ($1, $2, $3)",
             &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],

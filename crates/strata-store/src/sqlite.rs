@@ -32,7 +32,7 @@ use strata_domain::order::Order;
 
 const READERS: usize = 8;
 
-const CONTROL_SCHEMA: &str = "
+pub(crate) const CONTROL_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS deploy_instances (
 ) STRICT;
 ";
 
-const TENANT_SCHEMA: &str = "
+pub(crate) const TENANT_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _strata_datasets (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -198,8 +198,46 @@ fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
     data_dir.join("tenants").join(format!("{}.db", id.as_str()))
 }
 
+/// Applies what is pending of `list` to one SQLite file, in one IMMEDIATE transaction (other
+/// processes wait for it); returns the versions applied.
+pub(crate) fn migrate_file(conn: &mut Connection, scope: &str, list: &[crate::migrate::Migration]) -> Result<Vec<i64>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _strata_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+         checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT",
+    )?;
+    let applied = applied_versions(&tx)?;
+    let mut done = Vec::new();
+    for m in crate::migrate::pending(list, &applied, scope)? {
+        tx.execute_batch(&(m.sql)(""))?;
+        tx.execute(
+            "INSERT INTO _strata_schema (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            params![m.version, m.name, m.checksum(), now_rfc3339()],
+        )?;
+        done.push(m.version);
+    }
+    tx.commit()?;
+    Ok(done)
+}
+
+fn applied_versions(c: &Connection) -> Result<Vec<crate::migrate::Applied>> {
+    let exists: bool = c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_strata_schema')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut st = c.prepare("SELECT version, checksum FROM _strata_schema ORDER BY version")?;
+    let rows = st.query_map([], |r| Ok(crate::migrate::Applied { version: r.get(0)?, checksum: r.get(1)? }))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 impl SqliteStore {
-    pub async fn open(data_dir: PathBuf) -> Result<Self> {
+    /// Opens the data directory; with `migrate`, brings the control plane and every tenant
+    /// file to the schema this binary knows first (see [`crate::migrate`]).
+    pub async fn open(data_dir: PathBuf, migrate: bool) -> Result<Self> {
         let dir = data_dir.clone();
         let control = tokio::task::spawn_blocking(move || -> Result<Db> {
             std::fs::create_dir_all(dir.join("tenants")).map_err(|e| {
@@ -210,13 +248,72 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(e.into()))??;
-        control
-            .write(|c| {
-                c.execute_batch(CONTROL_SCHEMA)?;
-                Ok(())
+        let store = Self { data_dir, control, tenants: std::sync::Mutex::new(HashMap::new()) };
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations to the control plane, then to each tenant's file; returns
+    /// what was applied, per scope.
+    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+        let mut out = Vec::new();
+        let control = self.control.write(|c| migrate_file(c, "control", crate::migrate::SQLITE_CONTROL)).await?;
+        out.push(("control".to_string(), control));
+        for t in self.list_tenants().await? {
+            let path = self.data_dir.join("tenants").join(format!("{}.db", t.id));
+            if !path.exists() {
+                continue; // a tenant row whose file was never moved into place (a crash)
+            }
+            let scope = format!("tenant {}", t.id);
+            let done = tokio::task::spawn_blocking(move || -> Result<Vec<i64>> {
+                let mut c = Connection::open(&path)?;
+                configure(&c)?;
+                migrate_file(&mut c, &scope, crate::migrate::SQLITE_TENANT)
             })
-            .await?;
-        Ok(Self { data_dir, control, tenants: std::sync::Mutex::new(HashMap::new()) })
+            .await
+            .map_err(|e| StoreError::Database(e.into()))??;
+            out.push((format!("tenant {}", t.id), done));
+        }
+        Ok(out)
+    }
+
+    /// The schema version of the control plane and of each tenant, applying nothing.
+    pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
+        use crate::migrate::{latest, SchemaStatus, SQLITE_CONTROL, SQLITE_TENANT};
+        let version = |a: Vec<crate::migrate::Applied>| a.iter().map(|a| a.version).max().unwrap_or(0);
+        let control = self.control.read(applied_versions).await?;
+        let mut out =
+            vec![SchemaStatus { scope: "control".into(), version: version(control), latest: latest(SQLITE_CONTROL) }];
+        let tenants = self.control.read(|c| {
+            let exists: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tenants')",
+                [],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(Vec::new());
+            }
+            let mut st = c.prepare("SELECT id FROM tenants ORDER BY id")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        });
+        for id in tenants.await? {
+            let path = self.data_dir.join("tenants").join(format!("{id}.db"));
+            let applied = tokio::task::spawn_blocking(move || -> Result<Vec<crate::migrate::Applied>> {
+                let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                applied_versions(&c)
+            })
+            .await
+            .map_err(|e| StoreError::Database(e.into()))??;
+            out.push(SchemaStatus {
+                scope: format!("tenant {id}"),
+                version: version(applied),
+                latest: latest(SQLITE_TENANT),
+            });
+        }
+        Ok(out)
     }
 
     /// Runs `f` on the control database (deployment state lives there).
@@ -289,10 +386,9 @@ impl SqliteStore {
                 // crash never leaves a half-initialised tenant file under the real name.
                 let tmp = final_path.with_extension(format!("db.tmp-{}", new_id()));
                 {
-                    let c = Connection::open(&tmp)?;
+                    let mut c = Connection::open(&tmp)?;
                     configure(&c)?;
-                    c.execute_batch(TENANT_SCHEMA)?;
-                    c.execute_batch(crate::orders::SQLITE_ORDER_SCHEMA)?;
+                    migrate_file(&mut c, &format!("tenant {id}"), crate::migrate::SQLITE_TENANT)?;
                     c.pragma_update(None, "journal_mode", "DELETE")?;
                 }
                 std::fs::rename(&tmp, &final_path)

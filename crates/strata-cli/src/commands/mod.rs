@@ -5,6 +5,7 @@ pub(crate) mod backup;
 pub(crate) mod dataset;
 pub(crate) mod deploy;
 pub(crate) mod load;
+pub(crate) mod migrate;
 pub(crate) mod orders;
 pub(crate) mod report;
 pub(crate) mod serve;

@@ -1,0 +1,150 @@
+//! Schema versions on both backends, through the store's own API: a fresh storage is at the
+//! latest version everywhere, a database a newer strata wrote is refused, and so is one whose
+//! applied migration differs from the shipped one.
+
+use strata_domain::secret::Secret;
+use strata_domain::tenant::TenantId;
+use strata_store::migrate::{SchemaStatus, PG_CONTROL, PG_TENANT, SQLITE_CONTROL, SQLITE_TENANT};
+use strata_store::{Store, StoreConfig};
+
+fn admin_url() -> String {
+    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh storage of each kind; the PostgreSQL database is dropped when the test ends.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    async fn new(pg: bool) -> Self {
+        if !pg {
+            return Backend::Sqlite(tempfile::tempdir().unwrap());
+        }
+        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
+        let (c, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        Backend::Postgres(name)
+    }
+
+    fn config(&self) -> StoreConfig {
+        match self {
+            Backend::Sqlite(d) => StoreConfig::Sqlite { data_dir: d.path().to_path_buf() },
+            Backend::Postgres(name) => {
+                let base = admin_url();
+                StoreConfig::Postgres {
+                    url: Secret::new(format!("{}/{name}", &base[..base.rfind('/').unwrap()])),
+                    pool_size: 4,
+                }
+            }
+        }
+    }
+
+    fn latest(&self) -> (i64, i64) {
+        let last = |l: &[strata_store::migrate::Migration]| l.last().unwrap().version;
+        match self {
+            Backend::Sqlite(_) => (last(SQLITE_CONTROL), last(SQLITE_TENANT)),
+            Backend::Postgres(_) => (last(PG_CONTROL), last(PG_TENANT)),
+        }
+    }
+
+    /// Runs `sql` against the control plane's version table's database.
+    async fn control_sql(&self, sql: &str) {
+        match self {
+            Backend::Sqlite(d) => {
+                let c = rusqlite::Connection::open(d.path().join("control.db")).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Backend::Postgres(_) => {
+                let StoreConfig::Postgres { url, .. } = self.config() else { unreachable!() };
+                let (c, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+
+    fn control_table(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "_strata_schema",
+            Backend::Postgres(_) => "strata_control.schema_migrations",
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Backend::Postgres(name) = self {
+            let name = name.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+                        tokio::spawn(conn);
+                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+async fn fresh_storage_is_at_the_latest_version_everywhere_and_migrating_again_changes_nothing(pg: bool) {
+    let b = Backend::new(pg).await;
+    let store = Store::open(&b.config()).await.unwrap();
+    store.create_tenant(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let (control, tenant) = b.latest();
+    let status: Vec<SchemaStatus> = store.schema_status().await.unwrap();
+    let got: Vec<(String, i64, i64)> = status.into_iter().map(|s| (s.scope, s.version, s.latest)).collect();
+    assert_eq!(got, [("control".to_string(), control, control), ("tenant acme".to_string(), tenant, tenant)]);
+    let again = store.migrate().await.unwrap();
+    assert!(again.iter().all(|(_, v)| v.is_empty()), "{again:?}");
+    drop(store);
+    // A second process opening the same storage finds nothing to do either.
+    let store = Store::open(&b.config()).await.unwrap();
+    assert!(store.migrate().await.unwrap().iter().all(|(_, v)| v.is_empty()));
+}
+
+async fn a_schema_written_by_a_newer_strata_is_refused_and_shown(pg: bool) {
+    let b = Backend::new(pg).await;
+    drop(Store::open(&b.config()).await.unwrap());
+    let table = b.control_table();
+    b.control_sql(&format!(
+        "INSERT INTO {table} (version, name, checksum, applied_at) VALUES (999, 'future', 'x', '2099-01-01T00:00:00Z')"
+    ))
+    .await;
+    let e = Store::open(&b.config()).await.err().expect("refused").to_string();
+    assert!(e.contains("version 999") && e.contains("newer strata"), "{e}");
+    // Looking is still possible.
+    let status = Store::open_unmigrated(&b.config()).await.unwrap().schema_status().await.unwrap();
+    assert_eq!(status[0].version, 999);
+}
+
+async fn an_edited_applied_migration_is_refused(pg: bool) {
+    let b = Backend::new(pg).await;
+    drop(Store::open(&b.config()).await.unwrap());
+    let table = b.control_table();
+    b.control_sql(&format!("UPDATE {table} SET checksum = 'edited' WHERE version = 1")).await;
+    let e = Store::open(&b.config()).await.err().expect("refused").to_string();
+    assert!(e.contains("must never change"), "{e}");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    fresh_storage_is_at_the_latest_version_everywhere_and_migrating_again_changes_nothing,
+    a_schema_written_by_a_newer_strata_is_refused_and_shown,
+    an_edited_applied_migration_is_refused,
+);
