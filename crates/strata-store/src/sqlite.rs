@@ -1237,3 +1237,33 @@ impl<'c> RowWriter<'c> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::Migration;
+
+    fn v1(_: &str) -> String {
+        "CREATE TABLE a (x INTEGER);".into()
+    }
+    fn v2_fails_halfway(_: &str) -> String {
+        "CREATE TABLE b (x INTEGER); INSERT INTO a VALUES (1); SELECT * FROM no_such_table;".into()
+    }
+
+    #[test]
+    fn a_migration_that_fails_halfway_leaves_the_schema_at_the_previous_version() {
+        static LIST: &[Migration] =
+            &[Migration { version: 1, name: "a", sql: v1 }, Migration { version: 2, name: "b", sql: v2_fails_halfway }];
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("t.db")).unwrap();
+        assert!(migrate_file(&mut c, "tenant t", &LIST[..1]).unwrap() == [1]);
+        assert!(migrate_file(&mut c, "tenant t", LIST).is_err());
+        let versions: Vec<i64> = applied_versions(&c).unwrap().iter().map(|a| a.version).collect();
+        assert_eq!(versions, [1]);
+        let b_exists: bool =
+            c.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE name = 'b')", [], |r| r.get(0)).unwrap();
+        assert!(!b_exists, "the failed migration's first statement was rolled back");
+        let rows: i64 = c.query_row("SELECT count(*) FROM a", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
+    }
+}
