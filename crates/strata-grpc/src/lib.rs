@@ -3,13 +3,12 @@
 //! A guided tour:
 //! * [`service`]: the `QueryEngineService` / `ClusterService` handlers (protocol only);
 //! * [`registry`]: the queries this instance owns, from prepare to clear;
-//! * [`gate`]: this instance's view of the blue/green state, refreshed from the control plane;
-//! * [`deploy`]: the switch procedure (validate, announce, flip, drain, record) that
-//!   `strata deploy` and the admin API run.
+//! * [`gate`]: this instance's view of the blue/green state, refreshed from the control plane.
+//!
+//! The switch procedure that moves traffic between stacks lives in `strata_app::deploy`.
 //!
 //! The SQL engine itself lives in `strata_store::query` and knows nothing of gRPC.
 
-pub mod deploy;
 /// Re-exported so binaries need not depend on the store for the stack type.
 pub mod deploy_stack {
     pub use strata_store::deploy::Stack;

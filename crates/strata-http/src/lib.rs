@@ -37,7 +37,7 @@ pub struct AppState {
     /// SHA-256 of the admin token; `None` turns the admin API off.
     pub admin_token: Option<strata_domain::tenant::KeyHash>,
     /// How switches started through the admin API announce and drain.
-    pub switch: strata_grpc::deploy::SwitchOptions,
+    pub switch: strata_app::deploy::SwitchOptions,
     pub limits: std::sync::Arc<limits::HttpLimits>,
     /// A TLS-terminating proxy in front sets `X-Forwarded-Proto`; believe it.
     pub trust_forwarded_proto: bool,

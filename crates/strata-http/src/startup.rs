@@ -21,7 +21,7 @@ pub struct Options {
     pub events: Option<(String, String)>,
     /// Bearer token of the admin API (`/v1/admin/*`); `None` leaves it off.
     pub admin_token: Option<String>,
-    pub switch: strata_grpc::deploy::SwitchOptions,
+    pub switch: strata_app::deploy::SwitchOptions,
     pub limits: crate::limits::HttpLimits,
     /// Believe `X-Forwarded-Proto` (set by a TLS-terminating proxy) for the dashboard cookie.
     pub trust_forwarded_proto: bool,
@@ -35,7 +35,7 @@ impl Default for Options {
             compat_tenant: None,
             events: None,
             admin_token: None,
-            switch: strata_grpc::deploy::SwitchOptions::default(),
+            switch: strata_app::deploy::SwitchOptions::default(),
             limits: crate::limits::HttpLimits::default(),
             trust_forwarded_proto: false,
         }

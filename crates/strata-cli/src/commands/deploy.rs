@@ -26,9 +26,9 @@ pub(crate) struct SwitchArgs {
 }
 
 impl SwitchArgs {
-    pub(crate) fn options(&self) -> strata_grpc::deploy::SwitchOptions {
+    pub(crate) fn options(&self) -> strata_app::deploy::SwitchOptions {
         let actor = self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
-        strata_grpc::deploy::SwitchOptions {
+        strata_app::deploy::SwitchOptions {
             actor: format!("cli:{actor}"),
             announce: Duration::from_millis(self.announce_ms),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
@@ -67,7 +67,7 @@ pub(crate) enum DeployCmd {
 }
 
 pub(crate) async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
-    use strata_grpc::deploy;
+    use strata_app::deploy;
     let fresh = Duration::from_secs(3);
     let show = |r: &strata_store::deploy::SwitchRecord| {
         println!("{} -> {}: {} in {} ms by {} ({})", r.from, r.to, r.outcome, r.duration_ms(), r.actor, r.detail)

@@ -141,7 +141,7 @@ impl ServeArgs {
                 bail!("the admin token must be at least 16 characters");
             }
         }
-        let switch = strata_grpc::deploy::SwitchOptions {
+        let switch = strata_app::deploy::SwitchOptions {
             announce: Duration::from_millis(self.announce_ms),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             ..Default::default()

@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use strata_app::deploy::{self, SwitchError};
 use strata_domain::tenant::KeyHash;
 use strata_domain::ErrorCode;
-use strata_grpc::deploy::{self, SwitchError};
 use strata_store::deploy::Stack;
 
 use crate::error::{ApiError, ApiResult};

@@ -5,9 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+use strata_app::deploy::{self, SwitchOptions};
 use strata_client::proto::*;
 use strata_client::{Config, Connection, Value};
-use strata_grpc::deploy::{self, SwitchOptions};
 use strata_store::deploy::Stack;
 use tonic::Code;
 

@@ -1,0 +1,3 @@
+//! One module per coordinated procedure.
+
+pub mod deploy;
