@@ -220,13 +220,14 @@ pub(crate) fn migrate_file(conn: &mut Connection, scope: &str, list: &[crate::mi
     Ok(done)
 }
 
+fn table_exists(c: &Connection, name: &str) -> Result<bool> {
+    Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [name], |r| {
+        r.get(0)
+    })?)
+}
+
 fn applied_versions(c: &Connection) -> Result<Vec<crate::migrate::Applied>> {
-    let exists: bool = c.query_row(
-        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_strata_schema')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !exists {
+    if !table_exists(c, "_strata_schema")? {
         return Ok(Vec::new());
     }
     let mut st = c.prepare("SELECT version, checksum FROM _strata_schema ORDER BY version")?;
@@ -287,12 +288,7 @@ impl SqliteStore {
         let mut out =
             vec![SchemaStatus { scope: "control".into(), version: version(control), latest: latest(SQLITE_CONTROL) }];
         let tenants = self.control.read(|c| {
-            let exists: bool = c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tenants')",
-                [],
-                |r| r.get(0),
-            )?;
-            if !exists {
+            if !table_exists(c, "tenants")? {
                 return Ok(Vec::new());
             }
             let mut st = c.prepare("SELECT id FROM tenants ORDER BY id")?;
