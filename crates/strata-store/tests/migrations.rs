@@ -132,6 +132,39 @@ async fn an_edited_applied_migration_is_refused(pg: bool) {
     assert!(e.contains("must never change"), "{e}");
 }
 
+async fn processes_starting_together_migrate_once_and_all_start(pg: bool) {
+    let b = Backend::new(pg).await;
+    // Four stores opening a fresh storage at the same moment: each migrates or waits for the
+    // one that does (PostgreSQL's advisory lock, SQLite's IMMEDIATE transactions).
+    let config = b.config();
+    let opens = (0..4).map(|_| {
+        let c = config.clone();
+        tokio::spawn(async move { Store::open(&c).await.map(|_| ()) })
+    });
+    for r in futures::future::join_all(opens).await {
+        r.unwrap().unwrap();
+    }
+    let store = Store::open(&b.config()).await.unwrap();
+    let status = store.schema_status().await.unwrap();
+    assert_eq!(status[0].version, status[0].latest);
+    // Each version is recorded once.
+    let table = b.control_table();
+    match &b {
+        Backend::Sqlite(d) => {
+            let c = rusqlite::Connection::open(d.path().join("control.db")).unwrap();
+            let n: i64 = c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+            assert_eq!(n, status[0].latest);
+        }
+        Backend::Postgres(_) => {
+            let StoreConfig::Postgres { url, .. } = b.config() else { unreachable!() };
+            let (c, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let n: i64 = c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+            assert_eq!(n, status[0].latest);
+        }
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -147,4 +180,5 @@ on_both_backends!(
     fresh_storage_is_at_the_latest_version_everywhere_and_migrating_again_changes_nothing,
     a_schema_written_by_a_newer_strata_is_refused_and_shown,
     an_edited_applied_migration_is_refused,
+    processes_starting_together_migrate_once_and_all_start,
 );
