@@ -1462,3 +1462,48 @@ impl ToSql for PgVal<'_> {
 fn t_column_for(_t: &Table, fk: &strata_domain::dataset::ForeignKey, col: &Column) -> Column {
     Column { name: fk.column.clone(), ..col.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::Migration;
+
+    fn v1(schema: &str) -> String {
+        format!("CREATE TABLE {schema}.a (x INTEGER);")
+    }
+    fn v2_fails_halfway(schema: &str) -> String {
+        format!("CREATE TABLE {schema}.b (x INTEGER); INSERT INTO {schema}.a VALUES (1); SELECT * FROM no_such_table;")
+    }
+
+    #[tokio::test]
+    async fn a_migration_that_fails_halfway_leaves_the_schema_at_the_previous_version() {
+        static LIST: &[Migration] =
+            &[Migration { version: 1, name: "a", sql: v1 }, Migration { version: 2, name: "b", sql: v2_fails_halfway }];
+        let admin = std::env::var("STRATA_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let connect = |url: String| async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            c
+        };
+        let db = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
+        connect(admin.clone()).await.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+        let mut c = connect(format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])).await;
+        c.batch_execute("CREATE SCHEMA s").await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        assert_eq!(migrate_in(&tx, "s._strata_schema", "s", "tenant t", &LIST[..1]).await.unwrap(), [1]);
+        tx.commit().await.unwrap();
+        // Migrating is all or nothing: the caller's transaction rolls back with the failure.
+        let tx = c.transaction().await.unwrap();
+        assert!(migrate_in(&tx, "s._strata_schema", "s", "tenant t", LIST).await.is_err());
+        drop(tx);
+        let versions: Vec<i64> = applied_in(&c, "s._strata_schema").await.unwrap().iter().map(|a| a.version).collect();
+        assert_eq!(versions, [1]);
+        let b: bool = c.query_one("SELECT to_regclass('s.b') IS NOT NULL", &[]).await.unwrap().get(0);
+        assert!(!b, "the failed migration's first statement was rolled back");
+        let rows: i64 = c.query_one("SELECT count(*) FROM s.a", &[]).await.unwrap().get(0);
+        assert_eq!(rows, 0);
+        drop(c);
+        let _ = connect(admin).await.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    }
+}
