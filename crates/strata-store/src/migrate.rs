@@ -53,6 +53,14 @@ pub struct SchemaStatus {
     pub latest: i64,
 }
 
+impl SchemaStatus {
+    /// The status of `scope` from what its version table holds, against `known`.
+    pub(crate) fn of(scope: impl Into<String>, applied: &[Applied], known: &[Migration]) -> Self {
+        let version = applied.iter().map(|a| a.version).max().unwrap_or(0);
+        Self { scope: scope.into(), version, latest: latest(known) }
+    }
+}
+
 pub(crate) fn latest(list: &[Migration]) -> i64 {
     list.last().map_or(0, |m| m.version)
 }

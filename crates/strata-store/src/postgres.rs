@@ -260,14 +260,9 @@ impl PgStore {
 
     /// The schema version of the control plane and of each tenant, applying nothing.
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
-        use crate::migrate::{latest, SchemaStatus, PG_CONTROL, PG_TENANT};
+        use crate::migrate::{SchemaStatus, PG_CONTROL, PG_TENANT};
         let c = self.control.get().await?;
-        let version = |a: Vec<crate::migrate::Applied>| a.iter().map(|a| a.version).max().unwrap_or(0);
-        let mut out = vec![SchemaStatus {
-            scope: "control".into(),
-            version: version(applied_in(&**c, CONTROL_VERSIONS).await?),
-            latest: latest(PG_CONTROL),
-        }];
+        let mut out = vec![SchemaStatus::of("control", &applied_in(&**c, CONTROL_VERSIONS).await?, PG_CONTROL)];
         let has_tenants: bool =
             c.query_one("SELECT to_regclass('strata_control.tenants') IS NOT NULL", &[]).await?.get(0);
         if has_tenants {
@@ -275,11 +270,7 @@ impl PgStore {
                 let id: String = r.get(0);
                 let Ok(tid) = TenantId::parse(&id) else { continue };
                 let applied = applied_in(&**c, &tenant_versions(&schema_of(&tid))).await?;
-                out.push(SchemaStatus {
-                    scope: format!("tenant {id}"),
-                    version: version(applied),
-                    latest: latest(PG_TENANT),
-                });
+                out.push(SchemaStatus::of(format!("tenant {id}"), &applied, PG_TENANT));
             }
         }
         Ok(out)

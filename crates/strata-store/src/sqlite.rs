@@ -282,11 +282,9 @@ impl SqliteStore {
 
     /// The schema version of the control plane and of each tenant, applying nothing.
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
-        use crate::migrate::{latest, SchemaStatus, SQLITE_CONTROL, SQLITE_TENANT};
-        let version = |a: Vec<crate::migrate::Applied>| a.iter().map(|a| a.version).max().unwrap_or(0);
+        use crate::migrate::{SchemaStatus, SQLITE_CONTROL, SQLITE_TENANT};
         let control = self.control.read(applied_versions).await?;
-        let mut out =
-            vec![SchemaStatus { scope: "control".into(), version: version(control), latest: latest(SQLITE_CONTROL) }];
+        let mut out = vec![SchemaStatus::of("control", &control, SQLITE_CONTROL)];
         let tenants = self.control.read(|c| {
             if !table_exists(c, "tenants")? {
                 return Ok(Vec::new());
@@ -297,17 +295,16 @@ impl SqliteStore {
         });
         for id in tenants.await? {
             let path = self.data_dir.join("tenants").join(format!("{id}.db"));
+            if !path.exists() {
+                continue; // as in migrate(): a tenant row whose file was never moved into place
+            }
             let applied = tokio::task::spawn_blocking(move || -> Result<Vec<crate::migrate::Applied>> {
                 let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
                 applied_versions(&c)
             })
             .await
             .map_err(|e| StoreError::Database(e.into()))??;
-            out.push(SchemaStatus {
-                scope: format!("tenant {id}"),
-                version: version(applied),
-                latest: latest(SQLITE_TENANT),
-            });
+            out.push(SchemaStatus::of(format!("tenant {id}"), &applied, SQLITE_TENANT));
         }
         Ok(out)
     }

@@ -234,11 +234,12 @@ fn compat_order(o: &Order) -> Json {
 
 /// A refusal as the seed's FastAPI models answer it: 422 with `{"detail": [...]}`, one entry
 /// per field, so the seed's clients read our refusals as they read its own.
-fn compat_refusal(problems: &[(&str, String)]) -> Response {
+/// `place` is `body` or `query`; an empty field blames the whole place.
+fn compat_refusal(place: &str, problems: &[(&str, String)]) -> Response {
     let detail: Vec<Json> = problems
         .iter()
         .map(|(field, msg)| {
-            let loc = if field.is_empty() { json!(["body"]) } else { json!(["body", field]) };
+            let loc = if field.is_empty() { json!([place]) } else { json!([place, field]) };
             json!({"type": "value_error", "loc": loc, "msg": msg})
         })
         .collect();
@@ -246,8 +247,9 @@ fn compat_refusal(problems: &[(&str, String)]) -> Response {
 }
 
 /// The seed's `idempotence_key`: a UUID as pydantic v2 reads one (any version; hyphenated,
-/// 32 hex digits, `{hyphenated}` or `urn:uuid:hyphenated`; any case; no surrounding blanks). It is stored in its canonical form,
-/// so every spelling of one UUID is one key, as it is for the seed.
+/// 32 hex digits, `{hyphenated}` or `urn:uuid:hyphenated`; any case; no surrounding blanks).
+/// It is stored in its canonical form, so every spelling of one UUID is one key, as it is for
+/// the seed.
 fn compat_key(v: Option<&Json>) -> Result<String, String> {
     match v {
         None => Err("Field required".into()),
@@ -277,15 +279,15 @@ async fn compat_create(
     // other type leaves the model without an object, which it refuses with 422.
     if let Some(mt) = super::media_type(&headers) {
         if mt != "application/json" && !mt.ends_with("+json") {
-            return Ok(compat_refusal(&[("", "Input should be a valid dictionary or object".into())]));
+            return Ok(compat_refusal("body", &[("", "Input should be a valid dictionary or object".into())]));
         }
     }
     // The seed's model, field by field: every problem is reported, all with 422.
     let Ok(body) = serde_json::from_slice::<Json>(&body.bytes) else {
-        return Ok(compat_refusal(&[("", "the body is not valid JSON".into())]));
+        return Ok(compat_refusal("body", &[("", "the body is not valid JSON".into())]));
     };
     if !body.is_object() {
-        return Ok(compat_refusal(&[("", "Input should be a valid dictionary or object".into())]));
+        return Ok(compat_refusal("body", &[("", "Input should be a valid dictionary or object".into())]));
     }
     let mut problems: Vec<(&str, String)> = Vec::new();
     let currency = match body.get("currency") {
@@ -301,7 +303,7 @@ async fn compat_create(
     };
     let key = compat_key(body.get("idempotence_key")).map_err(|e| problems.push(("idempotence_key", e))).ok();
     let (Some(amount), Some(key), true) = (amount, key, problems.is_empty()) else {
-        return Ok(compat_refusal(&problems));
+        return Ok(compat_refusal("body", &problems));
     };
     let (status, stored, _) = run_create(&s, &tenant, &key, amount).await?;
     if status != StatusCode::CREATED {
@@ -333,8 +335,8 @@ async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, Qu
         None => COMPAT_DEFAULT_PAGE,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => (n as usize).min(MAX_PAGE),
-            Ok(_) => return Ok(compat_query_refusal("page_size", "page_size must not be negative")),
-            Err(_) => return Ok(compat_query_refusal("page_size", "Input should be a valid integer")),
+            Ok(_) => return Ok(compat_refusal("query", &[("page_size", "page_size must not be negative".into())])),
+            Err(_) => return Ok(compat_refusal("query", &[("page_size", "Input should be a valid integer".into())])),
         },
     };
     let before = match q.last_reference.as_deref().map(str::trim) {
@@ -346,7 +348,7 @@ async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, Qu
             };
             match order {
                 Some(o) => Some((o.created_at, o.id)),
-                None => return Ok(compat_query_refusal("last_reference", "no order has this id")),
+                None => return Ok(compat_refusal("query", &[("last_reference", "no order has this id".into())])),
             }
         }
     };
@@ -359,9 +361,4 @@ async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, Qu
     };
     let rows: Vec<Json> = orders.iter().map(compat_order).collect();
     Ok(axum::Json(json!({"rows": rows, "last_reference": next})).into_response())
-}
-
-fn compat_query_refusal(field: &str, msg: &str) -> Response {
-    let detail = json!([{"type": "value_error", "loc": ["query", field], "msg": msg}]);
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "detail": detail }))).into_response()
 }
