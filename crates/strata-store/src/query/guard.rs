@@ -398,6 +398,7 @@ fn check_here(sql: &str, dialect: SqlDialect, catalog: &Catalog) -> Result<Check
     let tokens =
         Tokenizer::new(d.as_ref(), sql).tokenize_with_location().map_err(|e| QueryError::Syntax(e.to_string()))?;
     check_shape(&tokens)?;
+    check_names(&tokens)?;
     let mut statements = Parser::new(d.as_ref())
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
@@ -533,7 +534,48 @@ impl Visitor for Depth {
 
 fn reserved(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.starts_with("_strata") || n.starts_with("sqlite_") || n.starts_with("pg_") || n == "information_schema"
+    n.starts_with("_strata")
+        || n.starts_with("strata_")
+        || n.starts_with("sqlite_")
+        || n.starts_with("pg_")
+        || n == "information_schema"
+}
+
+/// PostgreSQL's object-identifier types: a name turned into one of them is looked up in the
+/// catalog, across every schema.
+const OBJECT_ID_TYPES: &[&str] = &[
+    "regclass",
+    "regcollation",
+    "regconfig",
+    "regdictionary",
+    "regnamespace",
+    "regoper",
+    "regoperator",
+    "regproc",
+    "regprocedure",
+    "regrole",
+    "regtype",
+];
+
+/// No word of a query, quoted or not and wherever it stands, may be a system name or an
+/// object-identifier type. The tree checks refuse these where they act (tables, casts,
+/// functions), but syntax the parser reads one way and a database another (`'t':regclass`,
+/// which sqlparser takes for a JSON path and SQLite for a parameter) has slipped past them
+/// before; refusing the word itself does not depend on how the query is read. Tenants lose
+/// nothing: a dataset cannot use these prefixes ([`strata_domain::dataset::check_identifier`]).
+fn check_names(tokens: &[TokenWithSpan]) -> Result<(), QueryError> {
+    for t in tokens {
+        if let Token::Word(w) = &t.token {
+            let lower = w.value.to_ascii_lowercase();
+            if reserved(&lower) || OBJECT_ID_TYPES.contains(&lower.as_str()) {
+                return Err(QueryError::Rejected(format!(
+                    "`{}` is a reserved name; queries may name only the tenant's own datasets, tables and columns",
+                    w.value
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -655,6 +697,12 @@ impl Visitor for Checker<'_> {
             // not read as SQL (`:regclass`): refuse it rather than let a database guess.
             Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Placeholder(_)) => {
                 return reject("query parameters ($1, ?, :name) are not supported; write the values into the query");
+            }
+            // `value:path` is Snowflake's JSON access; to SQLite and PostgreSQL the `:name`
+            // part is a parameter or a syntax error, so what the guard checked is not what
+            // would run (`'t':regclass::text`).
+            Expr::JsonAccess { .. } => {
+                return reject("the `value:path` operator is not supported");
             }
             _ => None,
         };
@@ -876,7 +924,7 @@ mod tests {
             "SELECT 'x'::tenant_other.sometype",
         ] {
             let msg = refused(sql);
-            assert!(msg.contains("casts to"), "{sql}: {msg}");
+            assert!(msg.contains("casts to") || msg.contains("reserved name"), "{sql}: {msg}");
         }
         ok("SELECT CAST(id AS text), id::bigint, '2021-01-01'::date, CAST('1.5' AS numeric(10, 2)), TIMESTAMP '2021-01-01 00:00:00' FROM employees");
         ok("SELECT '1'::int4, '1'::int8, 1::float8, 'true'::boolean, '1 day'::interval");
@@ -888,6 +936,32 @@ mod tests {
         for sql in ["SELECT 1 AS [a]", "SELECT 1 AS [a[b] FROM sqlite_master --]", "SELECT ARRAY[SELECT ARRAY[1]]"] {
             assert!(check(sql, SqlDialect::Sqlite, &hr()).is_err(), "{sql}");
         }
+    }
+
+    #[test]
+    fn json_path_access_that_the_databases_would_read_as_a_parameter_is_refused() {
+        for d in [SqlDialect::Sqlite, SqlDialect::Postgres] {
+            for sql in ["SELECT 'tenant_other.departments':regclass::text", "SELECT name:first FROM employees"] {
+                let err = check(sql, d, &hr()).expect_err(sql);
+                assert!(matches!(err, QueryError::Rejected(_) | QueryError::Syntax(_)), "{sql}: {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn system_names_and_object_identifier_types_are_refused_wherever_they_stand() {
+        for sql in [
+            "SELECT regclass::text",
+            "SELECT 1 AS regnamespace",
+            "SELECT \"RegClass\" FROM employees",
+            "SELECT 1 AS pg_x",
+            "SELECT strata_control FROM employees",
+            "SELECT e.name FROM employees AS sqlite_x",
+        ] {
+            let msg = refused(sql);
+            assert!(msg.contains("reserved name"), "{sql}: {msg}");
+        }
+        ok("SELECT regclass_count, 'regclass' FROM employees");
     }
 
     #[test]

@@ -1,0 +1,1 @@
+SELECT 'tenant_other.departments':regclass::text
