@@ -42,7 +42,8 @@ async fn check_everything_is_still_there(storage: Vec<String>, backend: &str) {
     let key = m[backend]["key"].as_str().unwrap().to_string();
     let admin = m["admin_token"].as_str().unwrap().to_string();
     // The fixture predates schema versions: everything is at version 0, and looking changes
-    // nothing. Starting the server adopts it as version 1 in place.
+    // nothing. Starting the server adopts it as version 1 in place and upgrades tenants to 2
+    // (on SQLite, rebuilding the order idempotency table with its rows).
     let status = |storage: &[String]| -> Vec<(String, i64)> {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
             .env_remove("STRATA_DATABASE_URL")
@@ -78,7 +79,7 @@ async fn check_everything_is_still_there(storage: Vec<String>, backend: &str) {
         &admin,
     ]);
     let server = common::serve_with(&args);
-    assert_eq!(status(&storage), [("control".to_string(), 1), ("tenant acme".to_string(), 1)]);
+    assert_eq!(status(&storage), [("control".to_string(), 1), ("tenant acme".to_string(), 2)]);
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", server.base)).bearer_auth(&key).send();
 

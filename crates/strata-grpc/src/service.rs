@@ -102,7 +102,7 @@ impl Engine {
                 return Ok(t.clone());
             }
         }
-        match self.store.session_tenant(session, SessionScope::Sql).await {
+        match self.store.sessions().tenant(session, SessionScope::Sql).await {
             Ok(Some(t)) => {
                 let mut cache = self.sessions.lock().unwrap();
                 if cache.len() > 10_000 {
@@ -346,7 +346,7 @@ impl QueryEngineService for QuerySvc {
         if !looks_like_api_key(&req.password) {
             return denied();
         }
-        match e.store.authenticate(&KeyHash::of(&req.password)).await {
+        match e.store.tenants().authenticate(&KeyHash::of(&req.password)).await {
             Ok(Some(t)) if t == user => {}
             Ok(_) => {
                 tracing::info!(tenant = %user, "gRPC login refused");
@@ -356,7 +356,8 @@ impl QueryEngineService for QuerySvc {
         }
         let token = e
             .store
-            .create_session(&user, SessionScope::Sql, SESSION_TTL_SECS)
+            .sessions()
+            .create(&user, SessionScope::Sql, SESSION_TTL_SECS)
             .await
             .map_err(|err| Status::unavailable(err.to_string()))?;
         Ok(Response::new(AuthenticateResponse {

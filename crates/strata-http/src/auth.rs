@@ -33,7 +33,7 @@ impl FromRequestParts<AppState> for AuthTenant {
         if !looks_like_api_key(token) {
             return Err(unknown_key());
         }
-        match state.store.authenticate(&KeyHash::of(token)).await? {
+        match state.store.tenants().authenticate(&KeyHash::of(token)).await? {
             Some(t) => {
                 // Body extractors, which run after this one, charge the tenant's budget.
                 parts.extensions.insert(t.clone());

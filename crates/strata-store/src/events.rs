@@ -99,7 +99,7 @@ pub async fn project(
     if events.is_empty() {
         return Ok(());
     }
-    store.project(tenant, events.clone()).await?;
+    store.orders().project(tenant, events.clone()).await?;
     let now = chrono::Utc::now().timestamp_micros();
     for e in &events {
         let lag = (now - e.created_at).max(0) as f64 / 1e6;
@@ -113,10 +113,10 @@ pub async fn project(
 /// One pass over every tenant's outbox; returns how many events moved.
 pub async fn relay_once(store: &Store, bus: &Bus) -> crate::Result<usize> {
     let mut moved = 0;
-    for t in store.list_tenants().await? {
+    for t in store.tenants().list().await? {
         let Ok(tenant) = strata_domain::tenant::TenantId::parse(&t.id) else { continue };
         loop {
-            let events = match store.pending_events(&tenant, BATCH).await {
+            let events = match store.orders().pending_events(&tenant, BATCH).await {
                 Ok(e) => e,
                 // A tenant created before orders existed has no outbox: nothing to relay.
                 Err(_) => break,
@@ -137,7 +137,7 @@ pub async fn relay_once(store: &Store, bus: &Bus) -> crate::Result<usize> {
                     }
                 }
             }
-            store.mark_published(&tenant, seqs).await?;
+            store.orders().mark_published(&tenant, seqs).await?;
             metrics::counter!("strata_events_published_total").increment(n as u64);
             moved += n;
             if n < BATCH {

@@ -22,6 +22,8 @@
 
 pub mod backup;
 pub mod cursor;
+pub mod datasets;
+pub mod db;
 pub mod deploy;
 pub mod events;
 pub mod ingest;
@@ -33,14 +35,14 @@ pub mod rates;
 mod reports;
 pub mod slots;
 pub mod sqlite;
+pub mod tenants;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 use strata_domain::dataset::{DatasetDef, DatasetError, Table};
-use strata_domain::tenant::{KeyHash, NewApiKey, SessionScope, TenantId};
-use strata_domain::value::Value;
+use strata_domain::tenant::TenantId;
 use strata_domain::ErrorCode;
 use tokio::sync::mpsc;
 
@@ -171,12 +173,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A tenant as the control plane knows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantInfo {
-    pub id: String,
-    pub created_at: String,
-}
+pub use tenants::TenantInfo;
 
 /// What applying a dataset did.
 #[derive(Debug, Clone, Serialize)]
@@ -421,51 +418,6 @@ impl Store {
         dispatch!(self, b => b.ping().await)
     }
 
-    /// Creates a tenant, its isolated storage and a first API key, all or nothing.
-    pub async fn create_tenant(&self, id: &TenantId) -> Result<NewApiKey> {
-        let key = NewApiKey::generate();
-        dispatch!(self, b => b.create_tenant(id, &key).await)?;
-        tracing::info!(tenant = %id, key_prefix = %key.display_prefix, "tenant created");
-        Ok(key)
-    }
-
-    /// Issues another key for an existing tenant (keys are never stored in clear, so a lost
-    /// key is replaced, not recovered).
-    pub async fn create_api_key(&self, id: &TenantId) -> Result<NewApiKey> {
-        let key = NewApiKey::generate();
-        dispatch!(self, b => b.insert_api_key(id, &key).await)?;
-        tracing::info!(tenant = %id, key_prefix = %key.display_prefix, "api key created");
-        Ok(key)
-    }
-
-    /// The tenant owning a key hash, if the key is known and not revoked.
-    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
-        dispatch!(self, b => b.authenticate(hash).await)
-    }
-
-    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        dispatch!(self, b => b.tenant_exists(id).await)
-    }
-
-    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
-        dispatch!(self, b => b.list_tenants().await)
-    }
-
-    /// Adds or confirms a dataset. New tables are created; existing tables must be unchanged
-    /// (altering a populated table is a migration, which Strata does not do implicitly).
-    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
-        let report = tenant_dispatch!(self, tenant, b => b.apply_dataset(tenant, def).await)?;
-        if report.changed {
-            tracing::info!(tenant = %tenant, dataset = %report.dataset, version = report.version,
-                created = ?report.created_tables, "dataset applied");
-        }
-        Ok(report)
-    }
-
-    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
-        tenant_dispatch!(self, tenant, b => b.datasets(tenant).await)
-    }
-
     /// Every table of the tenant, compiled, in dataset order.
     pub async fn tables(&self, tenant: &TenantId) -> Result<Vec<Table>> {
         let datasets = self.datasets(tenant).await?;
@@ -531,32 +483,6 @@ impl Store {
         }
         Ok(outcome)
     }
-
-    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
-        tenant_dispatch!(self, tenant, b => b.get_row(tenant, table, key).await)
-    }
-
-    /// Rows in key order after `after`, at most `limit`.
-    pub async fn list_rows(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        after: Option<Value>,
-        limit: usize,
-    ) -> Result<Vec<Vec<Value>>> {
-        tenant_dispatch!(self, tenant, b => b.list_rows(tenant, table, after, limit).await)
-    }
-
-    /// Rejections of a table, newest first, with ids below `before`.
-    pub async fn list_rejections(
-        &self,
-        tenant: &TenantId,
-        table: &str,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Rejection>> {
-        tenant_dispatch!(self, tenant, b => b.list_rejections(tenant, table, before, limit).await)
-    }
 }
 
 impl Store {
@@ -591,93 +517,61 @@ impl Store {
         let (all, n) = tenant_dispatch!(self, tenant, b => b.department_hires(tenant, year).await)?;
         Ok(strata_domain::report::AboveMean::from_counts(year, all, n))
     }
-
-    /// Opens a session of `scope` for a tenant; returns its token (stored only hashed, with the
-    /// scope, so a token works for nothing else).
-    pub async fn create_session(
-        &self,
-        tenant: &TenantId,
-        scope: SessionScope,
-        ttl_secs: i64,
-    ) -> Result<strata_domain::secret::Secret<String>> {
-        let token = NewApiKey::generate().plaintext;
-        let hash = scope.hash(token.expose());
-        dispatch!(self, b => b.create_session(tenant, hash.as_str(), ttl_secs).await)?;
-        tracing::info!(tenant = %tenant, scope = scope.as_str(), "session opened");
-        Ok(token)
-    }
-
-    /// The tenant of a live session of `scope`; a token issued for another scope is unknown.
-    pub async fn session_tenant(&self, token: &str, scope: SessionScope) -> Result<Option<TenantId>> {
-        let hash = scope.hash(token);
-        dispatch!(self, b => b.session_tenant(hash.as_str()).await)
-    }
-
-    pub async fn delete_session(&self, token: &str, scope: SessionScope) -> Result<()> {
-        let hash = scope.hash(token);
-        dispatch!(self, b => b.delete_session(hash.as_str()).await)
-    }
 }
 
 impl Store {
-    /// The stored answer to an order idempotency key, if any: lets a replay skip the rate call.
-    pub async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
-        tenant_dispatch!(self, t, b => b.order_idempotency(t, key).await)
+    /// Runs `f` in a write transaction on the tenant's storage, holding one of its slots.
+    pub(crate) async fn tenant_write<T, F>(&self, t: &TenantId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        let _slot = self.slots.acquire(t).await?;
+        match &self.backend {
+            Backend::Sqlite(b) => b.tenant_db(t)?.run_write(f).await,
+            Backend::Postgres(b) => {
+                db::postgres::run_write(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
+            }
+        }
     }
 
-    /// Creates an order of `requested` satoshis (exact; `order.sats` is its `i64` form, used
-    /// only when it fits under the cap), or records its refusal, under the idempotency key.
-    pub async fn create_order(
-        &self,
-        t: &TenantId,
-        key: &str,
-        fingerprint: &str,
-        order: strata_domain::order::Order,
-        requested: i128,
-    ) -> Result<orders::CreateOutcome> {
-        tenant_dispatch!(self, t, b => b.create_order(t, key, fingerprint, order, requested).await)
+    /// Runs `f` on the tenant's storage without writing, holding one of its slots.
+    pub(crate) async fn tenant_read<T, F>(&self, t: &TenantId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        let _slot = self.slots.acquire(t).await?;
+        match &self.backend {
+            Backend::Sqlite(b) => b.tenant_db(t)?.run_read(f).await,
+            Backend::Postgres(b) => {
+                db::postgres::run_read(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
+            }
+        }
     }
 
-    pub async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<strata_domain::order::Order>> {
-        tenant_dispatch!(self, t, b => b.get_order(t, id).await)
+    /// Runs `f` in a write transaction on the control plane.
+    pub(crate) async fn control_write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(b) => b.control_db().run_write(f).await,
+            Backend::Postgres(b) => db::postgres::run_write(b.control_pool(), "strata_control", None, f).await,
+        }
     }
 
-    /// Newest first from the read model, strictly older than `before`.
-    pub async fn list_orders(
-        &self,
-        t: &TenantId,
-        before: Option<(i64, String)>,
-        limit: usize,
-    ) -> Result<Vec<strata_domain::order::Order>> {
-        tenant_dispatch!(self, t, b => b.list_orders(t, before, limit).await)
-    }
-
-    pub async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<orders::OrderEvent>> {
-        tenant_dispatch!(self, t, b => b.pending_events(t, limit).await)
-    }
-
-    pub async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
-        tenant_dispatch!(self, t, b => b.mark_published(t, seqs).await)
-    }
-
-    /// Applies events to the read model; idempotent and order-safe per order.
-    pub async fn project(&self, t: &TenantId, events: Vec<orders::OrderEvent>) -> Result<()> {
-        tenant_dispatch!(self, t, b => b.project(t, events).await)
-    }
-
-    pub async fn rebuild_read_model(&self, t: &TenantId) -> Result<u64> {
-        let n = tenant_dispatch!(self, t, b => b.rebuild_view(t).await)?;
-        tracing::info!(tenant = %t, orders = n, "order read model rebuilt");
-        Ok(n)
-    }
-
-    /// (BTC in the book, cap), in satoshis.
-    pub async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
-        tenant_dispatch!(self, t, b => b.order_book(t).await)
-    }
-
-    pub async fn set_cap(&self, t: &TenantId, cap_sats: i64) -> Result<()> {
-        tenant_dispatch!(self, t, b => b.set_cap(t, cap_sats).await)
+    /// Runs `f` on the control plane without writing.
+    pub(crate) async fn control_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(b) => b.control_db().run_read(f).await,
+            Backend::Postgres(b) => db::postgres::run_read(b.control_pool(), "strata_control", None, f).await,
+        }
     }
 }
 

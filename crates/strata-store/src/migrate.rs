@@ -95,7 +95,11 @@ fn sqlite_control_v1(_: &str) -> String {
 }
 
 fn sqlite_tenant_v1(_: &str) -> String {
-    format!("{}{}", crate::sqlite::TENANT_SCHEMA, crate::orders::SQLITE_ORDER_SCHEMA)
+    format!("{}{}", crate::sqlite::TENANT_SCHEMA, crate::orders::sqlite::SCHEMA_V1)
+}
+
+fn sqlite_tenant_v2(_: &str) -> String {
+    crate::orders::sqlite::SCHEMA_V2.to_string()
 }
 
 fn pg_control_v1(_: &str) -> String {
@@ -103,7 +107,7 @@ fn pg_control_v1(_: &str) -> String {
 }
 
 fn pg_tenant_v1(schema: &str) -> String {
-    format!("{}{}", crate::postgres::tenant_schema_sql(schema), crate::orders::pg_order_schema(schema))
+    format!("{}{}", crate::postgres::tenant_schema_sql(schema), crate::orders::postgres::schema_v1(schema))
 }
 
 /// The control plane on SQLite (`control.db`).
@@ -111,16 +115,20 @@ pub static SQLITE_CONTROL: &[Migration] =
     &[Migration { version: 1, name: "tenants, keys, sessions and deployment state", sql: sqlite_control_v1 }];
 
 /// A tenant's SQLite file.
-pub static SQLITE_TENANT: &[Migration] =
-    &[Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: sqlite_tenant_v1 }];
+pub static SQLITE_TENANT: &[Migration] = &[
+    Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: sqlite_tenant_v1 },
+    Migration { version: 2, name: "order idempotency keys claimed first", sql: sqlite_tenant_v2 },
+];
 
 /// The control plane on PostgreSQL (schema `strata_control`).
 pub static PG_CONTROL: &[Migration] =
     &[Migration { version: 1, name: "tenants, keys, sessions and deployment state", sql: pg_control_v1 }];
 
 /// A tenant's PostgreSQL schema.
-pub static PG_TENANT: &[Migration] =
-    &[Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: pg_tenant_v1 }];
+pub static PG_TENANT: &[Migration] = &[
+    Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: pg_tenant_v1 },
+    Migration { version: 2, name: "order idempotency keys claimed first", sql: crate::orders::postgres::schema_v2 },
+];
 
 #[cfg(test)]
 mod tests {

@@ -17,22 +17,20 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
-use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
+use strata_domain::dataset::{Column, ColumnType, Table};
 use strata_domain::report::{DepartmentHires, QuarterRow, Year};
-use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::tenant::TenantId;
 use strata_domain::value::Value;
 
 use crate::backup::ExportMsg;
+use crate::datasets::column_list;
+use crate::db::postgres::{run_read, run_write};
+use crate::db::{Tx, P};
 use crate::ingest::{
     dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
     Chunks, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
 };
-use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
-use crate::{
-    ident, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result, StoreError, StoredDataset,
-    TenantInfo,
-};
-use strata_domain::order::Order;
+use crate::{ident, BatchOutcome, Idempotency, Result, StoreError};
 
 /// Serialises schema migrations between processes starting at the same time.
 const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
@@ -144,10 +142,6 @@ fn qualified(schema: &str, name: &str) -> String {
     format!("{schema}.{}", ident(name))
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 pub struct PgStore {
     /// Connections for tenants' data; each tenant may hold only a share (see `TenantSlots`).
     pool: Pool,
@@ -170,46 +164,43 @@ fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
         .map_err(|e| StoreError::Unavailable(e.into()))
 }
 
-/// Applies what is pending of `list` inside `tx` (the caller holds the migration lock and
-/// commits); `table` is the qualified version table, `schema` what the SQL is rendered for.
-async fn migrate_in(
-    tx: &tokio_postgres::Transaction<'_>,
+/// Applies what is pending of `list` inside the transaction `c` (the caller holds the
+/// migration lock and commits); `table` is the qualified version table, `schema` what the SQL
+/// is rendered for.
+pub(crate) async fn migrate_in(
+    c: &mut Tx<'_>,
     table: &str,
     schema: &str,
     scope: &str,
     list: &[crate::migrate::Migration],
 ) -> Result<Vec<i64>> {
-    tx.batch_execute(&format!(
+    c.batch(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
          checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ))
     .await?;
-    let applied = applied_in(tx, table).await?;
+    let applied = applied_in(c, table).await?;
     let mut done = Vec::new();
     for m in crate::migrate::pending(list, &applied, scope)? {
-        tx.batch_execute(&(m.sql)(schema)).await?;
-        tx.execute(
-            &format!("INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)"),
-            &[&m.version, &m.name, &m.checksum()],
-        )
-        .await?;
+        c.batch(&(m.sql)(schema)).await?;
+        let sql = format!("INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)");
+        c.execute(&sql, &[P::Int(m.version), m.name.into(), m.checksum().into()]).await?;
         done.push(m.version);
     }
     Ok(done)
 }
 
-async fn applied_in(c: &impl tokio_postgres::GenericClient, table: &str) -> Result<Vec<crate::migrate::Applied>> {
-    let exists: bool = c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await?.get(0);
-    if !exists {
+async fn applied_in(c: &mut Tx<'_>, table: &str) -> Result<Vec<crate::migrate::Applied>> {
+    if c.query_one("SELECT to_regclass($1) IS NOT NULL", &[table.into()]).await?.int(0)? == 0 {
         return Ok(Vec::new());
     }
     let rows = c.query(&format!("SELECT version, checksum FROM {table} ORDER BY version"), &[]).await?;
-    Ok(rows.iter().map(|r| crate::migrate::Applied { version: r.get(0), checksum: r.get(1) }).collect())
+    rows.iter().map(|r| Ok(crate::migrate::Applied { version: r.int(0)?, checksum: r.text(1)? })).collect()
 }
 
-const CONTROL_VERSIONS: &str = "strata_control.schema_migrations";
+pub(crate) const CONTROL_VERSIONS: &str = "strata_control.schema_migrations";
 
-fn tenant_versions(schema: &str) -> String {
+pub(crate) fn tenant_versions(schema: &str) -> String {
     format!("{schema}._strata_schema")
 }
 
@@ -233,47 +224,44 @@ impl PgStore {
     /// Applies pending migrations to the control plane and then to every tenant schema, in one
     /// transaction (all or nothing) under the migration lock; returns what was applied.
     pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
-        let mut client = self.control.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
-        tx.batch_execute("CREATE SCHEMA IF NOT EXISTS strata_control").await?;
-        let mut out = Vec::new();
-        let done = migrate_in(&tx, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
-        out.push(("control".to_string(), done));
-        let tenants: Vec<String> = tx
-            .query("SELECT id FROM strata_control.tenants ORDER BY id", &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for id in tenants {
-            let tid = TenantId::parse(&id).map_err(|e| StoreError::Database(anyhow::anyhow!("tenant {id:?}: {e}")))?;
-            let schema = schema_of(&tid);
-            let scope = format!("tenant {id}");
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
-            let done = migrate_in(&tx, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
-            out.push((scope, done));
-        }
-        tx.commit().await?;
-        Ok(out)
+        run_write(&self.control, "strata_control", None, async |c| {
+            c.batch(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+            c.batch("CREATE SCHEMA IF NOT EXISTS strata_control").await?;
+            let mut out = Vec::new();
+            let done = migrate_in(c, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
+            out.push(("control".to_string(), done));
+            for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
+                let id = r.text(0)?;
+                let tid =
+                    TenantId::parse(&id).map_err(|e| StoreError::Database(anyhow::anyhow!("tenant {id:?}: {e}")))?;
+                let schema = schema_of(&tid);
+                let scope = format!("tenant {id}");
+                c.batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+                let done = migrate_in(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
+                out.push((scope, done));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The schema version of the control plane and of each tenant, applying nothing.
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
         use crate::migrate::{SchemaStatus, PG_CONTROL, PG_TENANT};
-        let c = self.control.get().await?;
-        let mut out = vec![SchemaStatus::of("control", &applied_in(&**c, CONTROL_VERSIONS).await?, PG_CONTROL)];
-        let has_tenants: bool =
-            c.query_one("SELECT to_regclass('strata_control.tenants') IS NOT NULL", &[]).await?.get(0);
-        if has_tenants {
-            for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
-                let id: String = r.get(0);
-                let Ok(tid) = TenantId::parse(&id) else { continue };
-                let applied = applied_in(&**c, &tenant_versions(&schema_of(&tid))).await?;
-                out.push(SchemaStatus::of(format!("tenant {id}"), &applied, PG_TENANT));
+        run_read(&self.control, "strata_control", None, async |c| {
+            let mut out = vec![SchemaStatus::of("control", &applied_in(c, CONTROL_VERSIONS).await?, PG_CONTROL)];
+            let has_tenants = c.query_one("SELECT to_regclass('strata_control.tenants') IS NOT NULL", &[]).await?;
+            if has_tenants.int(0)? != 0 {
+                for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
+                    let id = r.text(0)?;
+                    let Ok(tid) = TenantId::parse(&id) else { continue };
+                    let applied = applied_in(c, &tenant_versions(&schema_of(&tid))).await?;
+                    out.push(SchemaStatus::of(format!("tenant {id}"), &applied, PG_TENANT));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The pool for tenants' data.
@@ -290,112 +278,6 @@ impl PgStore {
         let c = self.control.get().await?;
         c.query_one("SELECT 1", &[]).await?;
         Ok(())
-    }
-
-    pub async fn create_tenant(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let mut client = self.control.get().await?;
-        let tx = client.transaction().await?;
-        let inserted = tx
-            .execute("INSERT INTO strata_control.tenants (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&id.as_str()])
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::TenantExists(id.to_string()));
-        }
-        // Schema, bookkeeping tables, tenant row and key commit together or not at all.
-        let schema = schema_of(id);
-        tx.batch_execute(&format!("CREATE SCHEMA {schema}")).await?;
-        migrate_in(&tx, &tenant_versions(&schema), &schema, &format!("tenant {id}"), crate::migrate::PG_TENANT).await?;
-        tx.execute(
-            "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix) VALUES ($1, $2, $3)",
-            &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn insert_api_key(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let client = self.control.get().await?;
-        let n = client
-            .execute(
-                "INSERT INTO strata_control.api_keys (hash, tenant_id, prefix)
-                 SELECT $1, id, $3 FROM strata_control.tenants WHERE id = $2",
-                &[&key.hash.as_str(), &id.as_str(), &key.display_prefix],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::TenantNotFound(id.to_string()));
-        }
-        Ok(())
-    }
-
-    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
-        let client = self.control.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT tenant_id FROM strata_control.api_keys WHERE hash = $1 AND revoked_at IS NULL",
-                &[&hash.as_str()],
-            )
-            .await?;
-        Ok(row.and_then(|r| TenantId::parse(r.get::<_, &str>(0)).ok()))
-    }
-
-    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        let client = self.control.get().await?;
-        let row = client
-            .query_one("SELECT EXISTS(SELECT 1 FROM strata_control.tenants WHERE id = $1)", &[&id.as_str()])
-            .await?;
-        Ok(row.get(0))
-    }
-
-    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
-        let client = self.control.get().await?;
-        let rows = client.query("SELECT id, created_at FROM strata_control.tenants ORDER BY id", &[]).await?;
-        Ok(rows.iter().map(|r| TenantInfo { id: r.get(0), created_at: rfc3339(r.get(1)) }).collect())
-    }
-
-    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
-        let client = self.pool.get().await?;
-        read_datasets(&client, tenant).await
-    }
-
-    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
-        let schema = schema_of(tenant);
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Reading first maps a missing schema to "tenant not found"; the lock then keeps
-        // concurrent applies (from any process) in line, and the re-read sees their result.
-        read_datasets(&tx, tenant).await?;
-        tx.batch_execute(&format!("LOCK TABLE {schema}._strata_datasets IN EXCLUSIVE MODE")).await?;
-        let existing = read_datasets(&tx, tenant).await?;
-        match plan_apply(&existing, def)? {
-            Plan::Unchanged { version } => {
-                Ok(ApplyReport { dataset: def.name.clone(), version, created_tables: vec![], changed: false })
-            }
-            Plan::Apply { create, version } => {
-                for t in &create {
-                    tx.batch_execute(&create_table_sql(&schema, t)).await?;
-                }
-                let seq = existing.iter().position(|d| d.name == def.name).unwrap_or(existing.len()) as i32;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {schema}._strata_datasets (name, seq, version, definition)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                           definition = excluded.definition, applied_at = now()"
-                    ),
-                    &[&def.name, &seq, &version, &serde_json::to_string(def).unwrap()],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(ApplyReport {
-                    dataset: def.name.clone(),
-                    version,
-                    created_tables: create.iter().map(|t| t.name.clone()).collect(),
-                    changed: true,
-                })
-            }
-        }
     }
 
     pub async fn load(&self, tenant: &TenantId, table: &Table, mut chunks: Chunks) -> Result<LoadReport> {
@@ -488,83 +370,6 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(BatchOutcome::Fresh(report))
-    }
-
-    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
-        let schema = schema_of(tenant);
-        let client = self.pool.get().await?;
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = $1",
-            column_list(table),
-            qualified(&schema, &table.name),
-            ident(&table.pk_column().name)
-        );
-        let key = scalar_param(key);
-        let row = client.query_opt(&sql, &[key.as_ref()]).await?;
-        row.map(|r| read_row(&r, table)).transpose()
-    }
-
-    pub async fn list_rows(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        after: Option<Value>,
-        limit: usize,
-    ) -> Result<Vec<Vec<Value>>> {
-        let schema = schema_of(tenant);
-        let client = self.pool.get().await?;
-        let pk = ident(&table.pk_column().name);
-        let cols = column_list(table);
-        let name = qualified(&schema, &table.name);
-        let limit = limit as i64;
-        let rows = match &after {
-            Some(k) => {
-                let k = scalar_param(k);
-                client
-                    .query(
-                        &format!("SELECT {cols} FROM {name} WHERE {pk} > $1 ORDER BY {pk} LIMIT $2"),
-                        &[k.as_ref(), &limit],
-                    )
-                    .await?
-            }
-            None => client.query(&format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT $1"), &[&limit]).await?,
-        };
-        rows.iter().map(|r| read_row(r, table)).collect()
-    }
-
-    pub async fn list_rejections(
-        &self,
-        tenant: &TenantId,
-        table: &str,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Rejection>> {
-        let schema = schema_of(tenant);
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT id, table_name, source, source_id, line, row_index, raw, errors, created_at
-                     FROM {schema}._strata_rejections WHERE table_name = $1 AND id < $2
-                     ORDER BY id DESC LIMIT $3"
-                ),
-                &[&table, &before.unwrap_or(i64::MAX), &(limit as i64)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Rejection {
-                id: r.get(0),
-                table: r.get(1),
-                source: r.get(2),
-                source_id: r.get(3),
-                line: r.get::<_, Option<i64>>(4).map(|v| v as u64),
-                row: r.get::<_, Option<i64>>(5).map(|v| v as u64),
-                raw: r.get(6),
-                errors: serde_json::from_str(r.get::<_, &str>(7)).unwrap_or_default(),
-                created_at: rfc3339(r.get(8)),
-            })
-            .collect())
     }
 }
 
@@ -704,334 +509,6 @@ impl PgStore {
             n,
         ))
     }
-
-    pub(crate) async fn create_session(&self, tenant: &TenantId, token_hash: &str, ttl_secs: i64) -> Result<()> {
-        let client = self.control.get().await?;
-        client.execute("DELETE FROM strata_control.sessions WHERE expires_at < now()", &[]).await?;
-        client
-            .execute(
-                "INSERT INTO strata_control.sessions (token_hash, tenant_id, expires_at)
-                 VALUES ($1, $2, now() + make_interval(secs => $3))",
-                &[&token_hash, &tenant.as_str(), &(ttl_secs as f64)],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn session_tenant(&self, token_hash: &str) -> Result<Option<TenantId>> {
-        let client = self.control.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT tenant_id FROM strata_control.sessions WHERE token_hash = $1 AND expires_at > now()",
-                &[&token_hash],
-            )
-            .await?;
-        Ok(row.and_then(|r| TenantId::parse(r.get::<_, &str>(0)).ok()))
-    }
-
-    pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        let client = self.control.get().await?;
-        client.execute("DELETE FROM strata_control.sessions WHERE token_hash = $1", &[&token_hash]).await?;
-        Ok(())
-    }
-}
-
-/// Records a cap refusal under the claimed idempotency key; returns its body.
-async fn refuse_order(tx: &PgTx<'_>, schema: &str, key: &str, requested: i128) -> Result<String> {
-    let r = tx
-        .query_one(&format!("SELECT total_sats, cap_sats FROM {schema}._strata_order_book WHERE id = 1"), &[])
-        .await?;
-    let (total, cap): (i64, i64) = (r.get(0), r.get(1));
-    let body = strata_domain::order::cap_exceeded_json(cap - total, cap, requested).to_string();
-    tx.execute(
-        &format!("UPDATE {schema}._strata_order_idempotency SET status = 409, response = $2 WHERE key = $1"),
-        &[&key, &body],
-    )
-    .await?;
-    Ok(body)
-}
-
-fn micros_to_ts(us: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
-}
-
-fn pg_order(r: &Row) -> Option<Order> {
-    let rate: Decimal = r.get(4);
-    row_to_order(
-        r.get::<_, uuid::Uuid>(0).to_string(),
-        r.get::<_, DateTime<Utc>>(1).timestamp_micros(),
-        r.get(2),
-        r.get(3),
-        &rate.normalize().to_string(),
-        r.get(5),
-    )
-}
-
-impl PgStore {
-    pub(crate) async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT fingerprint, status, response FROM {}._strata_order_idempotency WHERE key = $1 AND status IS NOT NULL", schema_of(t)),
-                &[&key],
-            )
-            .await?;
-        Ok(row.map(|r| (r.get(0), r.get::<_, i32>(1) as u16, r.get(2))))
-    }
-
-    pub(crate) async fn create_order(
-        &self,
-        t: &TenantId,
-        key: &str,
-        fp: &str,
-        order: Order,
-        requested: i128,
-    ) -> Result<CreateOutcome> {
-        let schema = schema_of(t);
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Racing duplicates queue here on the key's unique index until the first commits.
-        let claimed = tx
-            .execute(&format!("INSERT INTO {schema}._strata_order_idempotency (key, fingerprint) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"), &[&key, &fp])
-            .await?;
-        if claimed == 0 {
-            let r = tx
-                .query_one(
-                    &format!(
-                        "SELECT fingerprint, status, response FROM {schema}._strata_order_idempotency WHERE key = $1"
-                    ),
-                    &[&key],
-                )
-                .await?;
-            let (f, status, body): (String, Option<i32>, Option<String>) = (r.get(0), r.get(1), r.get(2));
-            if f != fp {
-                return Err(StoreError::IdempotencyKeyReused);
-            }
-            return match (status, body) {
-                (Some(s), Some(b)) => Ok(CreateOutcome::Replayed { status: s as u16, body: b }),
-                _ => Err(StoreError::Database(anyhow::anyhow!("idempotency record without a response"))),
-            };
-        }
-        if requested > i64::MAX as i128 {
-            // Beyond any cap: refuse without touching the book (its arithmetic is bigint).
-            let body = refuse_order(&tx, &schema, key, requested).await?;
-            tx.commit().await?;
-            return Ok(CreateOutcome::CapExceeded { body });
-        }
-        // Everything but the book first, under a savepoint: the book's single row is the one
-        // lock every create of the tenant queues on, so it is taken last and held only for the
-        // commit. A refusal rolls the order back to the savepoint.
-        tx.batch_execute("SAVEPOINT before_book").await?;
-        let id = uuid::Uuid::parse_str(&order.id).map_err(|e| StoreError::Database(e.into()))?;
-        tx.execute(
-            &format!("INSERT INTO {schema}._strata_orders (id, created_at, currency, amount_minor, exchange_rate, btc_sats, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-            &[&id, &micros_to_ts(order.created_at), &order.amount.currency.code(), &order.amount.minor, &order.rate.decimal(), &order.sats, &key],
-        )
-        .await?;
-        let event = OrderEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            tenant: t.to_string(),
-            seq: 0,
-            order_id: order.id.clone(),
-            created_at: order.created_at,
-            currency: order.amount.currency.code().into(),
-            amount_minor: order.amount.minor,
-            exchange_rate: order.rate.to_string(),
-            btc_sats: order.sats,
-            idempotency_key: key.to_string(),
-        };
-        tx.execute(
-            &format!("INSERT INTO {schema}._strata_outbox (event) VALUES ($1)"),
-            &[&serde_json::to_string(&event).unwrap()],
-        )
-        .await?;
-        let body = order.to_json().to_string();
-        tx.execute(
-            &format!("UPDATE {schema}._strata_order_idempotency SET status = 201, response = $2 WHERE key = $1"),
-            &[&key, &body],
-        )
-        .await?;
-        let raised = tx
-            .query_opt(
-                // `total <= cap - n` rather than `total + n <= cap`: no overflow near i64::MAX.
-                &format!("UPDATE {schema}._strata_order_book SET total_sats = total_sats + $1 WHERE id = 1 AND total_sats <= cap_sats - $1 RETURNING total_sats"),
-                &[&order.sats],
-            )
-            .await?;
-        if raised.is_none() {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT before_book").await?;
-            let body = refuse_order(&tx, &schema, key, requested).await?;
-            tx.commit().await?;
-            return Ok(CreateOutcome::CapExceeded { body });
-        }
-        tx.commit().await?;
-        Ok(CreateOutcome::Created { order, body })
-    }
-
-    pub(crate) async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<Order>> {
-        let Ok(id) = uuid::Uuid::parse_str(id) else { return Ok(None) };
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(&format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {}._strata_orders WHERE id = $1", schema_of(t)), &[&id])
-            .await?;
-        Ok(row.as_ref().and_then(pg_order))
-    }
-
-    pub(crate) async fn list_orders(
-        &self,
-        t: &TenantId,
-        before: Option<(i64, String)>,
-        limit: usize,
-    ) -> Result<Vec<Order>> {
-        let schema = schema_of(t);
-        let c = self.pool.get().await?;
-        let limit = limit as i64;
-        let rows = match before {
-            Some((at, id)) => {
-                let id = uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Database(e.into()))?;
-                c.query(
-                    &format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {schema}._strata_orders_view WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3"),
-                    &[&micros_to_ts(at), &id, &limit],
-                )
-                .await?
-            }
-            None => {
-                c.query(
-                    &format!("SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM {schema}._strata_orders_view ORDER BY created_at DESC, id DESC LIMIT $1"),
-                    &[&limit],
-                )
-                .await?
-            }
-        };
-        Ok(rows.iter().filter_map(pg_order).collect())
-    }
-
-    pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
-        let c = self.pool.get().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT seq, event FROM {}._strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                    schema_of(t)
-                ),
-                &[&(limit as i64)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let mut e: OrderEvent = serde_json::from_str(r.get::<_, &str>(1)).ok()?;
-                e.seq = r.get(0);
-                Some(e)
-            })
-            .collect())
-    }
-
-    pub(crate) async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
-        let c = self.pool.get().await?;
-        c.execute(
-            &format!("UPDATE {}._strata_outbox SET published_at = now() WHERE seq = ANY($1)", schema_of(t)),
-            &[&seqs],
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn project(&self, t: &TenantId, events: Vec<OrderEvent>) -> Result<()> {
-        let schema = schema_of(t);
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        for e in &events {
-            let id = uuid::Uuid::parse_str(&e.order_id).map_err(|err| StoreError::Database(err.into()))?;
-            let rate = Decimal::from_str(&e.exchange_rate).map_err(|err| StoreError::Database(err.into()))?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {schema}._strata_orders_view AS v (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, currency = excluded.currency,
-                       amount_minor = excluded.amount_minor, exchange_rate = excluded.exchange_rate,
-                       btc_sats = excluded.btc_sats, seq = excluded.seq
-                     WHERE excluded.seq > v.seq"
-                ),
-                &[&id, &micros_to_ts(e.created_at), &e.currency, &e.amount_minor, &rate, &e.btc_sats, &e.seq],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn rebuild_view(&self, t: &TenantId) -> Result<u64> {
-        let schema = schema_of(t);
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(&format!("DELETE FROM {schema}._strata_orders_view"), &[]).await?;
-        let n = tx
-            .execute(
-                &format!("INSERT INTO {schema}._strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
-                          SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats, 0 FROM {schema}._strata_orders"),
-                &[],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
-        let c = self.pool.get().await?;
-        let r = c
-            .query_one(
-                &format!("SELECT total_sats, cap_sats FROM {}._strata_order_book WHERE id = 1", schema_of(t)),
-                &[],
-            )
-            .await?;
-        Ok((r.get(0), r.get(1)))
-    }
-
-    pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
-        let c = self.pool.get().await?;
-        let n = c
-            .execute(
-                &format!(
-                    "UPDATE {}._strata_order_book SET cap_sats = $1 WHERE id = 1 AND total_sats <= $1",
-                    schema_of(t)
-                ),
-                &[&cap],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::CapBelowTotal);
-        }
-        Ok(())
-    }
-}
-
-async fn read_datasets<C: GenericClient>(c: &C, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
-    let schema = schema_of(tenant);
-    let rows = c
-        .query(
-            &format!("SELECT name, version, applied_at, definition FROM {schema}._strata_datasets ORDER BY seq, name"),
-            &[],
-        )
-        .await
-        .map_err(|e| {
-            // The schema exists exactly when the tenant does.
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
-                || e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME)
-            {
-                StoreError::TenantNotFound(tenant.to_string())
-            } else {
-                e.into()
-            }
-        })?;
-    rows.iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            let definition: DatasetDef = serde_json::from_str(r.get::<_, &str>(3))
-                .map_err(|e| StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}")))?;
-            Ok(StoredDataset { name, version: r.get(1), applied_at: rfc3339(r.get(2)), definition })
-        })
-        .collect()
 }
 
 async fn record_ingest<C: GenericClient>(
@@ -1053,17 +530,6 @@ async fn record_ingest<C: GenericClient>(
     Ok(())
 }
 
-fn sql_type(c: &Column) -> String {
-    match c.ty {
-        ColumnType::Integer => "BIGINT".into(),
-        ColumnType::String => "TEXT COLLATE \"C\"".into(),
-        ColumnType::Datetime => "TIMESTAMPTZ".into(),
-        ColumnType::Date => "DATE".into(),
-        ColumnType::Decimal => format!("NUMERIC({}, {})", c.precision, c.scale),
-        ColumnType::Boolean => "BOOLEAN".into(),
-    }
-}
-
 fn array_type(c: &Column) -> &'static str {
     match c.ty {
         ColumnType::Integer => "int8[]",
@@ -1075,39 +541,7 @@ fn array_type(c: &Column) -> &'static str {
     }
 }
 
-pub(crate) fn create_table_sql(schema: &str, t: &Table) -> String {
-    let mut cols = Vec::new();
-    for (i, c) in t.columns.iter().enumerate() {
-        let mut s = format!("{} {}", ident(&c.name), sql_type(c));
-        if i == t.pk {
-            s.push_str(" PRIMARY KEY");
-        }
-        if c.required {
-            s.push_str(" NOT NULL");
-        }
-        cols.push(s);
-    }
-    format!("CREATE TABLE {} ({});", qualified(schema, &t.name), cols.join(", "))
-}
-
-fn column_list(t: &Table) -> String {
-    t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ")
-}
-
 type Param = Box<dyn ToSql + Sync + Send>;
-
-/// A single value as a query parameter (keys are integers or strings).
-fn scalar_param(v: &Value) -> Param {
-    match v {
-        Value::Int(i) => Box::new(*i),
-        Value::Text(s) => Box::new(s.clone()),
-        Value::Bool(b) => Box::new(*b),
-        Value::DateTime(us) => Box::new(DateTime::<Utc>::from_timestamp_micros(*us)),
-        Value::Date(d) => Box::new(*d),
-        Value::Decimal(d) => Box::new(*d),
-        Value::Null => Box::new(None::<i64>),
-    }
-}
 
 /// One typed array holding a column of values, for `unnest`.
 fn column_array<'a>(c: &Column, values: impl Iterator<Item = &'a Value>) -> Param {
@@ -1479,22 +913,26 @@ mod tests {
         };
         let db = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
         connect(admin.clone()).await.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
-        let mut c = connect(format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])).await;
+        let url = format!("{}/{db}", &admin[..admin.rfind('/').unwrap()]);
+        let pool = build_pool(tokio_postgres::Config::from_str(&url).unwrap(), 1).unwrap();
+        let c = pool.get().await.unwrap();
         c.batch_execute("CREATE SCHEMA s").await.unwrap();
-        let tx = c.transaction().await.unwrap();
-        assert_eq!(migrate_in(&tx, "s._strata_schema", "s", "tenant t", &LIST[..1]).await.unwrap(), [1]);
-        tx.commit().await.unwrap();
+        drop(c);
+        let first =
+            run_write(&pool, "s", None, async |c| migrate_in(c, "s._strata_schema", "s", "tenant t", &LIST[..1]).await);
+        assert_eq!(first.await.unwrap(), [1]);
         // Migrating is all or nothing: the caller's transaction rolls back with the failure.
-        let tx = c.transaction().await.unwrap();
-        assert!(migrate_in(&tx, "s._strata_schema", "s", "tenant t", LIST).await.is_err());
-        drop(tx);
-        let versions: Vec<i64> = applied_in(&c, "s._strata_schema").await.unwrap().iter().map(|a| a.version).collect();
-        assert_eq!(versions, [1]);
+        let all = run_write(&pool, "s", None, async |c| migrate_in(c, "s._strata_schema", "s", "tenant t", LIST).await);
+        assert!(all.await.is_err());
+        let applied = run_read(&pool, "s", None, async |c| applied_in(c, "s._strata_schema").await).await.unwrap();
+        assert_eq!(applied.iter().map(|a| a.version).collect::<Vec<_>>(), [1]);
+        let c = pool.get().await.unwrap();
         let b: bool = c.query_one("SELECT to_regclass('s.b') IS NOT NULL", &[]).await.unwrap().get(0);
         assert!(!b, "the failed migration's first statement was rolled back");
         let rows: i64 = c.query_one("SELECT count(*) FROM s.a", &[]).await.unwrap().get(0);
         assert_eq!(rows, 0);
         drop(c);
+        drop(pool);
         let _ = connect(admin).await.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
     }
 }

@@ -10,27 +10,20 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior};
-use strata_domain::dataset::{Column, ColumnType, DatasetDef, Table};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use strata_domain::dataset::{Column, ColumnType, Table};
 use strata_domain::report::{DepartmentHires, QuarterRow, Year};
-use strata_domain::tenant::{KeyHash, NewApiKey, TenantId};
+use strata_domain::tenant::TenantId;
 use strata_domain::value::Value;
 use tokio::sync::mpsc;
 
 use crate::backup::ExportMsg;
+use crate::datasets::column_list;
 use crate::ingest::{
     dependents, duplicate_key, key_of, new_id, orphan_error, restore_outcome, same_values, unknown_fk, Candidate,
     Chunks, Key, LoadReport, RejectionRow, RowOutcome, Tally, CHUNK_ROWS, REPORT_SAMPLE,
 };
-use crate::orders::{row_to_order, CreateOutcome, OrderEvent};
-use crate::{
-    ident, now_rfc3339, plan_apply, ApplyReport, BatchOutcome, Idempotency, Plan, Rejection, Result, StoreError,
-    StoredDataset, TenantInfo,
-};
-use strata_domain::order::Order;
-
-const READERS: usize = 8;
+use crate::{ident, now_rfc3339, BatchOutcome, Idempotency, Result, StoreError};
 
 pub(crate) const CONTROL_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -114,86 +107,15 @@ CREATE TABLE IF NOT EXISTS _strata_idempotency (
 ) STRICT;
 ";
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // WAL lets readers run beside the writer; FULL makes every acknowledged commit durable.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -32768)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(())
-}
-
-/// One SQLite file: a writer and a pool of readers.
-pub(crate) struct Db {
-    path: PathBuf,
-    writer: Arc<tokio::sync::Mutex<Connection>>,
-    readers: Arc<std::sync::Mutex<Vec<Connection>>>,
-}
-
-impl Db {
-    fn open(path: &Path, create: bool) -> Result<Self> {
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if create {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
-        let conn = Connection::open_with_flags(path, flags)?;
-        configure(&conn)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer: Arc::new(tokio::sync::Mutex::new(conn)),
-            readers: Arc::new(std::sync::Mutex::new(Vec::new())),
-        })
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().unwrap().pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => {
-                    let c = Connection::open_with_flags(
-                        &path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    c.busy_timeout(std::time::Duration::from_secs(10))?;
-                    c
-                }
-            };
-            let out = f(&conn);
-            let mut pool = readers.lock().unwrap();
-            if pool.len() < READERS {
-                pool.push(conn);
-            }
-            out
-        })
-        .await
-        .map_err(|e| StoreError::Database(e.into()))?
-    }
-
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let mut guard = self.writer.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&mut guard)).await.map_err(|e| StoreError::Database(e.into()))?
-    }
-}
+use crate::db::sqlite::{configure, Db, SqlVal};
 
 pub struct SqliteStore {
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     control: Db,
     tenants: std::sync::Mutex<HashMap<String, Arc<Db>>>,
 }
 
-fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
+pub(crate) fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
     // Safe: a TenantId is a DNS label, so it cannot contain '/' or '..'.
     data_dir.join("tenants").join(format!("{}.db", id.as_str()))
 }
@@ -262,12 +184,20 @@ impl SqliteStore {
         let mut out = Vec::new();
         let control = self.control.write(|c| migrate_file(c, "control", crate::migrate::SQLITE_CONTROL)).await?;
         out.push(("control".to_string(), control));
-        for t in self.list_tenants().await? {
-            let path = self.data_dir.join("tenants").join(format!("{}.db", t.id));
+        let ids = self
+            .control
+            .read(|c| {
+                let mut st = c.prepare("SELECT id FROM tenants ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await?;
+        for id in ids {
+            let path = self.data_dir.join("tenants").join(format!("{id}.db"));
             if !path.exists() {
                 continue; // a tenant row whose file was never moved into place (a crash)
             }
-            let scope = format!("tenant {}", t.id);
+            let scope = format!("tenant {id}");
             let done = tokio::task::spawn_blocking(move || -> Result<Vec<i64>> {
                 let mut c = Connection::open(&path)?;
                 configure(&c)?;
@@ -275,7 +205,7 @@ impl SqliteStore {
             })
             .await
             .map_err(|e| StoreError::Database(e.into()))??;
-            out.push((format!("tenant {}", t.id), done));
+            out.push((format!("tenant {id}"), done));
         }
         Ok(out)
     }
@@ -283,7 +213,7 @@ impl SqliteStore {
     /// The schema version of the control plane and of each tenant, applying nothing.
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
         use crate::migrate::{SchemaStatus, SQLITE_CONTROL, SQLITE_TENANT};
-        let control = self.control.read(applied_versions).await?;
+        let control = self.control.read(|c| applied_versions(c)).await?;
         let mut out = vec![SchemaStatus::of("control", &control, SQLITE_CONTROL)];
         let tenants = self.control.read(|c| {
             if !table_exists(c, "tenants")? {
@@ -323,7 +253,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.control.read(f).await
+        self.control.read(move |c| f(c)).await
     }
 
     pub(crate) fn control_file(&self) -> PathBuf {
@@ -339,7 +269,11 @@ impl SqliteStore {
         Ok(path)
     }
 
-    fn tenant_db(&self, id: &TenantId) -> Result<Arc<Db>> {
+    pub(crate) fn control_db(&self) -> &Db {
+        &self.control
+    }
+
+    pub(crate) fn tenant_db(&self, id: &TenantId) -> Result<Arc<Db>> {
         let mut map = self.tenants.lock().unwrap();
         if let Some(db) = map.get(id.as_str()) {
             return Ok(db.clone());
@@ -360,139 +294,6 @@ impl SqliteStore {
                 Ok(())
             })
             .await
-    }
-
-    pub async fn create_tenant(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let id = id.clone();
-        let final_path = tenant_path(&self.data_dir, &id);
-        let hash = key.hash.as_str().to_string();
-        let prefix = key.display_prefix.clone();
-        self.control
-            .write(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let exists: bool =
-                    tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id.as_str()], |r| r.get(0))?;
-                if exists {
-                    return Err(StoreError::TenantExists(id.to_string()));
-                }
-                // Build the tenant's file under a temporary name and move it into place, so a
-                // crash never leaves a half-initialised tenant file under the real name.
-                let tmp = final_path.with_extension(format!("db.tmp-{}", new_id()));
-                {
-                    let mut c = Connection::open(&tmp)?;
-                    configure(&c)?;
-                    migrate_file(&mut c, &format!("tenant {id}"), crate::migrate::SQLITE_TENANT)?;
-                    c.pragma_update(None, "journal_mode", "DELETE")?;
-                }
-                std::fs::rename(&tmp, &final_path)
-                    .map_err(|e| StoreError::Database(anyhow::anyhow!("rename tenant file: {e}")))?;
-                let now = now_rfc3339();
-                tx.execute("INSERT INTO tenants (id, created_at) VALUES (?1, ?2)", params![id.as_str(), now])?;
-                tx.execute(
-                    "INSERT INTO api_keys (hash, tenant_id, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![hash, id.as_str(), prefix, now],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    pub async fn insert_api_key(&self, id: &TenantId, key: &NewApiKey) -> Result<()> {
-        let id = id.clone();
-        let hash = key.hash.as_str().to_string();
-        let prefix = key.display_prefix.clone();
-        self.control
-            .write(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let exists: bool =
-                    tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id.as_str()], |r| r.get(0))?;
-                if !exists {
-                    return Err(StoreError::TenantNotFound(id.to_string()));
-                }
-                tx.execute(
-                    "INSERT INTO api_keys (hash, tenant_id, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![hash, id.as_str(), prefix, now_rfc3339()],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    pub async fn authenticate(&self, hash: &KeyHash) -> Result<Option<TenantId>> {
-        let hash = hash.as_str().to_string();
-        let id: Option<String> = self
-            .control
-            .read(move |c| {
-                Ok(c.query_row("SELECT tenant_id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL", [hash], |r| {
-                    r.get(0)
-                })
-                .optional()?)
-            })
-            .await?;
-        Ok(id.and_then(|s| TenantId::parse(&s).ok()))
-    }
-
-    pub async fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        let id = id.to_string();
-        self.control
-            .read(move |c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [id], |r| r.get(0))?))
-            .await
-    }
-
-    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>> {
-        self.control
-            .read(|c| {
-                let mut st = c.prepare("SELECT id, created_at FROM tenants ORDER BY id")?;
-                let rows = st.query_map([], |r| Ok(TenantInfo { id: r.get(0)?, created_at: r.get(1)? }))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await
-    }
-
-    pub async fn datasets(&self, tenant: &TenantId) -> Result<Vec<StoredDataset>> {
-        let db = self.tenant_db(tenant)?;
-        db.read(read_datasets).await
-    }
-
-    pub async fn apply_dataset(&self, tenant: &TenantId, def: &DatasetDef) -> Result<ApplyReport> {
-        let db = self.tenant_db(tenant)?;
-        let def = def.clone();
-        db.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let existing = read_datasets(&tx)?;
-            match plan_apply(&existing, &def)? {
-                Plan::Unchanged { version } => {
-                    Ok(ApplyReport { dataset: def.name.clone(), version, created_tables: vec![], changed: false })
-                }
-                Plan::Apply { create, version } => {
-                    for t in &create {
-                        tx.execute_batch(&create_table_sql(t))?;
-                    }
-                    let seq = existing
-                        .iter()
-                        .position(|d| d.name == def.name)
-                        .map(|p| p as i64)
-                        .unwrap_or(existing.len() as i64);
-                    tx.execute(
-                        "INSERT INTO _strata_datasets (name, seq, version, definition, applied_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                           definition = excluded.definition, applied_at = excluded.applied_at",
-                        params![def.name, seq, version, serde_json::to_string(&def).unwrap(), now_rfc3339()],
-                    )?;
-                    tx.commit()?;
-                    Ok(ApplyReport {
-                        dataset: def.name.clone(),
-                        version,
-                        created_tables: create.iter().map(|t| t.name.clone()).collect(),
-                        changed: true,
-                    })
-                }
-            }
-        })
-        .await
     }
 
     pub async fn load(&self, tenant: &TenantId, table: &Table, mut chunks: Chunks) -> Result<LoadReport> {
@@ -569,93 +370,6 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(BatchOutcome::Fresh(report))
-        })
-        .await
-    }
-
-    pub async fn get_row(&self, tenant: &TenantId, table: &Table, key: &Value) -> Result<Option<Vec<Value>>> {
-        let db = self.tenant_db(tenant)?;
-        let table = table.clone();
-        let key = key.clone();
-        db.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} = ?1",
-                column_list(&table),
-                ident(&table.name),
-                ident(&table.pk_column().name)
-            );
-            let mut st = c.prepare(&sql)?;
-            Ok(st.query_row([SqlVal(&key)], |r| read_row(r, &table)).optional()?)
-        })
-        .await
-    }
-
-    pub async fn list_rows(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        after: Option<Value>,
-        limit: usize,
-    ) -> Result<Vec<Vec<Value>>> {
-        let db = self.tenant_db(tenant)?;
-        let table = table.clone();
-        db.read(move |c| {
-            let pk = ident(&table.pk_column().name);
-            let cols = column_list(&table);
-            let name = ident(&table.name);
-            let mut out = Vec::new();
-            match &after {
-                Some(k) => {
-                    let sql = format!("SELECT {cols} FROM {name} WHERE {pk} > ?1 ORDER BY {pk} LIMIT ?2");
-                    let mut st = c.prepare(&sql)?;
-                    let rows = st.query_map(params![SqlVal(k), limit as i64], |r| read_row(r, &table))?;
-                    for r in rows {
-                        out.push(r?);
-                    }
-                }
-                None => {
-                    let sql = format!("SELECT {cols} FROM {name} ORDER BY {pk} LIMIT ?1");
-                    let mut st = c.prepare(&sql)?;
-                    let rows = st.query_map(params![limit as i64], |r| read_row(r, &table))?;
-                    for r in rows {
-                        out.push(r?);
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    pub async fn list_rejections(
-        &self,
-        tenant: &TenantId,
-        table: &str,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Rejection>> {
-        let db = self.tenant_db(tenant)?;
-        let table = table.to_string();
-        db.read(move |c| {
-            let mut st = c.prepare(
-                "SELECT id, table_name, source, source_id, line, row_index, raw, errors, created_at
-                 FROM _strata_rejections WHERE table_name = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-            )?;
-            let rows = st.query_map(params![table, before.unwrap_or(i64::MAX), limit as i64], |r| {
-                let errors: String = r.get(7)?;
-                Ok(Rejection {
-                    id: r.get(0)?,
-                    table: r.get(1)?,
-                    source: r.get(2)?,
-                    source_id: r.get(3)?,
-                    line: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                    row: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                    raw: r.get(6)?,
-                    errors: serde_json::from_str(&errors).unwrap_or_default(),
-                    created_at: r.get(8)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -795,261 +509,6 @@ impl SqliteStore {
         })
         .await
     }
-
-    pub(crate) async fn create_session(&self, tenant: &TenantId, token_hash: &str, ttl_secs: i64) -> Result<()> {
-        let (t, h) = (tenant.to_string(), token_hash.to_string());
-        self.control
-            .write(move |c| {
-                let now = chrono::Utc::now();
-                c.execute("DELETE FROM sessions WHERE expires_at < ?1", [now.timestamp()])?;
-                c.execute(
-                    "INSERT INTO sessions (token_hash, tenant_id, expires_at) VALUES (?1, ?2, ?3)",
-                    params![h, t, now.timestamp() + ttl_secs],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    pub(crate) async fn session_tenant(&self, token_hash: &str) -> Result<Option<TenantId>> {
-        let h = token_hash.to_string();
-        let id: Option<String> = self
-            .control
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT tenant_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2",
-                    params![h, chrono::Utc::now().timestamp()],
-                    |r| r.get(0),
-                )
-                .optional()?)
-            })
-            .await?;
-        Ok(id.and_then(|s| TenantId::parse(&s).ok()))
-    }
-
-    pub(crate) async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        let h = token_hash.to_string();
-        self.control
-            .write(move |c| {
-                c.execute("DELETE FROM sessions WHERE token_hash = ?1", [h])?;
-                Ok(())
-            })
-            .await
-    }
-}
-
-impl SqliteStore {
-    pub(crate) async fn order_idempotency(&self, t: &TenantId, key: &str) -> Result<Option<(String, u16, String)>> {
-        let db = self.tenant_db(t)?;
-        let key = key.to_string();
-        db.read(move |c| {
-            Ok(c.query_row(
-                "SELECT fingerprint, status, response FROM _strata_order_idempotency WHERE key = ?1",
-                [key],
-                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u16, r.get(2)?)),
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    pub(crate) async fn create_order(
-        &self,
-        t: &TenantId,
-        key: &str,
-        fingerprint: &str,
-        order: Order,
-        requested: i128,
-    ) -> Result<CreateOutcome> {
-        let db = self.tenant_db(t)?;
-        let (key, fp, tenant) = (key.to_string(), fingerprint.to_string(), t.to_string());
-        db.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let found: Option<(String, i64, String)> = tx
-                .query_row("SELECT fingerprint, status, response FROM _strata_order_idempotency WHERE key = ?1", [&key], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            if let Some((f, status, body)) = found {
-                return if f == fp { Ok(CreateOutcome::Replayed { status: status as u16, body }) } else { Err(StoreError::IdempotencyKeyReused) };
-            }
-            let (total, cap): (i64, i64) = tx.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let now = chrono::Utc::now().timestamp();
-            if requested > (cap - total) as i128 {
-                let body = strata_domain::order::cap_exceeded_json(cap - total, cap, requested).to_string();
-                tx.execute("INSERT INTO _strata_order_idempotency (key, fingerprint, status, response, created_at) VALUES (?1, ?2, 409, ?3, ?4)", params![key, fp, body, now])?;
-                tx.commit()?;
-                return Ok(CreateOutcome::CapExceeded { body });
-            }
-            tx.execute("UPDATE _strata_order_book SET total_sats = total_sats + ?1 WHERE id = 1", [order.sats])?;
-            tx.execute(
-                "INSERT INTO _strata_orders (id, created_at, currency, amount_minor, exchange_rate, btc_sats, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![order.id, order.created_at, order.amount.currency.code(), order.amount.minor, order.rate.to_string(), order.sats, key],
-            )?;
-            let event = crate::orders::OrderEvent {
-                event_id: uuid::Uuid::now_v7().to_string(), tenant, seq: 0, order_id: order.id.clone(), created_at: order.created_at,
-                currency: order.amount.currency.code().into(), amount_minor: order.amount.minor, exchange_rate: order.rate.to_string(),
-                btc_sats: order.sats, idempotency_key: key.clone(),
-            };
-            tx.execute("INSERT INTO _strata_outbox (event) VALUES (?1)", [serde_json::to_string(&event).unwrap()])?;
-            let body = order.to_json().to_string();
-            tx.execute("INSERT INTO _strata_order_idempotency (key, fingerprint, status, response, created_at) VALUES (?1, ?2, 201, ?3, ?4)", params![key, fp, body, now])?;
-            tx.commit()?;
-            Ok(CreateOutcome::Created { order, body })
-        })
-        .await
-    }
-
-    pub(crate) async fn get_order(&self, t: &TenantId, id: &str) -> Result<Option<Order>> {
-        let db = self.tenant_db(t)?;
-        let id = id.to_string();
-        db.read(move |c| {
-            Ok(c.query_row(
-                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders WHERE id = ?1",
-                [id],
-                |r| Ok(row_to_order(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?, r.get(5)?)),
-            )
-            .optional()?
-            .flatten())
-        })
-        .await
-    }
-
-    pub(crate) async fn list_orders(
-        &self,
-        t: &TenantId,
-        before: Option<(i64, String)>,
-        limit: usize,
-    ) -> Result<Vec<Order>> {
-        let db = self.tenant_db(t)?;
-        db.read(move |c| {
-            let (at, id) = before.unwrap_or((i64::MAX, String::new()));
-            let sql = if id.is_empty() {
-                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders_view WHERE created_at <= ?1 OR ?2 = '' ORDER BY created_at DESC, id DESC LIMIT ?3"
-            } else {
-                "SELECT id, created_at, currency, amount_minor, exchange_rate, btc_sats FROM _strata_orders_view WHERE (created_at, id) < (?1, ?2) ORDER BY created_at DESC, id DESC LIMIT ?3"
-            };
-            let mut st = c.prepare_cached(sql)?;
-            let rows = st.query_map(params![at, id, limit as i64], |r| {
-                Ok(row_to_order(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, r.get(3)?, &r.get::<_, String>(4)?, r.get(5)?))
-            })?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.extend(r?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    pub(crate) async fn pending_events(&self, t: &TenantId, limit: usize) -> Result<Vec<OrderEvent>> {
-        let db = self.tenant_db(t)?;
-        db.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT seq, event FROM _strata_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
-            )?;
-            let rows = st.query_map([limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            let mut out = Vec::new();
-            for r in rows {
-                let (seq, ev) = r?;
-                if let Ok(mut e) = serde_json::from_str::<OrderEvent>(&ev) {
-                    e.seq = seq;
-                    out.push(e);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    pub(crate) async fn mark_published(&self, t: &TenantId, seqs: Vec<i64>) -> Result<()> {
-        let db = self.tenant_db(t)?;
-        db.write(move |conn| {
-            let tx = conn.transaction()?;
-            let now = chrono::Utc::now().timestamp_micros();
-            for s in seqs {
-                tx.execute("UPDATE _strata_outbox SET published_at = ?1 WHERE seq = ?2", params![now, s])?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn project(&self, t: &TenantId, events: Vec<OrderEvent>) -> Result<()> {
-        let db = self.tenant_db(t)?;
-        db.write(move |conn| {
-            let tx = conn.transaction()?;
-            for e in &events {
-                tx.execute(
-                    "INSERT INTO _strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, currency = excluded.currency,
-                       amount_minor = excluded.amount_minor, exchange_rate = excluded.exchange_rate,
-                       btc_sats = excluded.btc_sats, seq = excluded.seq
-                     WHERE excluded.seq > _strata_orders_view.seq",
-                    params![e.order_id, e.created_at, e.currency, e.amount_minor, e.exchange_rate, e.btc_sats, e.seq],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn rebuild_view(&self, t: &TenantId) -> Result<u64> {
-        let db = self.tenant_db(t)?;
-        db.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM _strata_orders_view", [])?;
-            let n = tx.execute(
-                "INSERT INTO _strata_orders_view (id, created_at, currency, amount_minor, exchange_rate, btc_sats, seq)
-                 SELECT o.id, o.created_at, o.currency, o.amount_minor, o.exchange_rate, o.btc_sats, 0 FROM _strata_orders o",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
-    pub(crate) async fn order_book(&self, t: &TenantId) -> Result<(i64, i64)> {
-        let db = self.tenant_db(t)?;
-        db.read(|c| {
-            Ok(c.query_row("SELECT total_sats, cap_sats FROM _strata_order_book WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?)
-        })
-        .await
-    }
-
-    pub(crate) async fn set_cap(&self, t: &TenantId, cap: i64) -> Result<()> {
-        let db = self.tenant_db(t)?;
-        db.write(move |conn| {
-            let n =
-                conn.execute("UPDATE _strata_order_book SET cap_sats = ?1 WHERE id = 1 AND total_sats <= ?1", [cap])?;
-            if n == 0 {
-                return Err(StoreError::CapBelowTotal);
-            }
-            Ok(())
-        })
-        .await
-    }
-}
-
-fn read_datasets(c: &Connection) -> Result<Vec<StoredDataset>> {
-    let mut st = c.prepare("SELECT name, version, applied_at, definition FROM _strata_datasets ORDER BY seq, name")?;
-    let rows = st.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (name, version, applied_at, definition) = row?;
-        let definition: DatasetDef = serde_json::from_str(&definition)
-            .map_err(|e| StoreError::Database(anyhow::anyhow!("stored dataset {name} is unreadable: {e}")))?;
-        out.push(StoredDataset { name, version, applied_at, definition });
-    }
-    Ok(out)
 }
 
 fn record_ingest(c: &Connection, id: &str, table: &str, kind: &str, t: &Tally) -> Result<()> {
@@ -1068,50 +527,6 @@ fn record_ingest(c: &Connection, id: &str, table: &str, kind: &str, t: &Tally) -
         ],
     )?;
     Ok(())
-}
-
-fn sql_type(c: &Column) -> &'static str {
-    match c.ty {
-        ColumnType::Integer | ColumnType::Datetime | ColumnType::Boolean => "INTEGER",
-        ColumnType::String | ColumnType::Date | ColumnType::Decimal => "TEXT",
-    }
-}
-
-/// SQLite DDL for a table. Datetimes are stored as integer microseconds (exact, sortable),
-/// dates as `YYYY-MM-DD`, decimals as canonical text at the column's scale.
-pub(crate) fn create_table_sql(t: &Table) -> String {
-    let mut cols = Vec::new();
-    for (i, c) in t.columns.iter().enumerate() {
-        let mut s = format!("{} {}", ident(&c.name), sql_type(c));
-        if i == t.pk {
-            s.push_str(" PRIMARY KEY");
-        }
-        if c.required {
-            s.push_str(" NOT NULL");
-        }
-        cols.push(s);
-    }
-    format!("CREATE TABLE {} ({}) STRICT;", ident(&t.name), cols.join(", "))
-}
-
-fn column_list(t: &Table) -> String {
-    t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ")
-}
-
-/// Binds a [`Value`] in its SQLite storage form.
-struct SqlVal<'a>(&'a Value);
-
-impl ToSql for SqlVal<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self.0 {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::DateTime(us) => ToSqlOutput::Borrowed(ValueRef::Integer(*us)),
-            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(*b as i64)),
-            Value::Date(_) | Value::Decimal(_) => ToSqlOutput::from(self.0.to_text()),
-        })
-    }
 }
 
 fn read_value(r: &rusqlite::Row<'_>, i: usize, c: &Column) -> rusqlite::Result<Value> {

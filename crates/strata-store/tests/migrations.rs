@@ -95,7 +95,7 @@ impl Drop for Backend {
 async fn fresh_storage_is_at_the_latest_version_everywhere_and_migrating_again_changes_nothing(pg: bool) {
     let b = Backend::new(pg).await;
     let store = Store::open(&b.config()).await.unwrap();
-    store.create_tenant(&TenantId::parse("acme").unwrap()).await.unwrap();
+    store.tenants().create(&TenantId::parse("acme").unwrap()).await.unwrap();
     let (control, tenant) = b.latest();
     let status: Vec<SchemaStatus> = store.schema_status().await.unwrap();
     let got: Vec<(String, i64, i64)> = status.into_iter().map(|s| (s.scope, s.version, s.latest)).collect();

@@ -32,20 +32,20 @@ pub(crate) async fn orders(store: Store, cmd: OrdersCmd) -> anyhow::Result<()> {
     match cmd {
         OrdersCmd::RebuildReadModel { tenant } => {
             let tid = parse_tenant(&tenant)?;
-            let n = store.rebuild_read_model(&tid).await?;
+            let n = store.orders().rebuild_read_model(&tid).await?;
             println!("read model rebuilt: {n} orders");
         }
         OrdersCmd::SetCap { tenant, btc } => {
             let tid = parse_tenant(&tenant)?;
             let sats = parse_btc(&btc)
                 .ok_or_else(|| anyhow::anyhow!("--btc must be a positive amount with at most 8 decimals"))?;
-            store.set_cap(&tid, sats).await?;
+            store.orders().set_cap(&tid, sats).await?;
             println!("cap set to {} BTC", format_btc(sats));
         }
         OrdersCmd::Book { tenant } => {
             let tid = parse_tenant(&tenant)?;
-            let (total, cap) = store.order_book(&tid).await?;
-            println!("{} BTC of {} BTC", format_btc(total), format_btc(cap));
+            let book = store.orders().book(&tid).await?;
+            println!("{} BTC of {} BTC", format_btc(book.total_sats), format_btc(book.cap_sats));
         }
     }
     Ok(())

@@ -220,10 +220,10 @@ pub(crate) const HR_FILES: [(&str, &[u8]); 3] = [
 pub(crate) async fn demo(store: Store, a: ServeArgs, config: &StoreConfig) -> anyhow::Result<()> {
     let id = TenantId::parse("demo").unwrap();
     // A key is shown only once, so a rerun issues a fresh one rather than failing.
-    let key = if store.tenant_exists(&id).await? {
-        store.create_api_key(&id).await?
+    let key = if store.tenants().exists(&id).await? {
+        store.tenants().create_api_key(&id).await?
     } else {
-        store.create_tenant(&id).await?
+        store.tenants().create(&id).await?
     };
     store.apply_dataset(&id, &strata_domain::hr::definition()).await?;
     let mut summary = Vec::new();

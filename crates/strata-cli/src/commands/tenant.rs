@@ -43,7 +43,7 @@ pub(crate) async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
                     bail!("unknown built-in dataset {other:?} (available: hr); use `strata dataset apply` for your own")
                 }
             };
-            let key = store.create_tenant(&tid).await?;
+            let key = store.tenants().create(&tid).await?;
             if let Some(def) = def {
                 store.apply_dataset(&tid, &def).await?;
             }
@@ -59,7 +59,7 @@ pub(crate) async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
         }
         TenantCmd::Key { id, json } => {
             let tid = parse_tenant(&id)?;
-            let key = store.create_api_key(&tid).await?;
+            let key = store.tenants().create_api_key(&tid).await?;
             if json {
                 println!(
                     "{}",
@@ -70,7 +70,7 @@ pub(crate) async fn tenant(store: Store, cmd: TenantCmd) -> anyhow::Result<()> {
             }
         }
         TenantCmd::List { json } => {
-            let tenants = store.list_tenants().await?;
+            let tenants = store.tenants().list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenants)?);
             } else {

@@ -14,7 +14,7 @@ type JsonOut = axum::Json<Json>;
 use strata_domain::order::{Currency, FiatAmount, Order};
 use strata_domain::tenant::TenantId;
 use strata_domain::ErrorCode;
-use strata_store::orders::{decode_cursor, encode_cursor, CreateOutcome, OrderError};
+use strata_store::orders::{decode_cursor, encode_cursor, CreateOutcome, Cursor, OrderError};
 
 use super::query_error;
 use crate::auth::AuthTenant;
@@ -166,7 +166,7 @@ async fn get_one(
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(not_found());
     }
-    let order = s.store.get_order(&tenant, &id).await?.ok_or_else(not_found)?;
+    let order = s.store.orders().get(&tenant, &id).await?.ok_or_else(not_found)?;
     Ok(axum::Json(order.to_json()))
 }
 
@@ -199,7 +199,7 @@ async fn page(
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this endpoint issued"))?,
         ),
     };
-    let mut orders = s.store.list_orders(tenant, before, limit + 1).await?;
+    let mut orders = s.store.orders().list(tenant, before, limit + 1).await?;
     let next = if orders.len() > limit {
         orders.truncate(limit);
         orders.last().map(|o| encode_cursor(o.created_at, &o.id))
@@ -343,16 +343,16 @@ async fn compat_list(State(s): State<AppState>, q: Result<Query<CompatQuery>, Qu
         None | Some("") => None,
         Some(r) => {
             let order = match uuid::Uuid::try_parse(r) {
-                Ok(u) => s.store.get_order(&tenant, &u.hyphenated().to_string()).await?,
+                Ok(u) => s.store.orders().get(&tenant, &u.hyphenated().to_string()).await?,
                 Err(_) => None,
             };
             match order {
-                Some(o) => Some((o.created_at, o.id)),
+                Some(o) => Some(Cursor { created_at: o.created_at, id: o.id }),
                 None => return Ok(compat_refusal("query", &[("last_reference", "no order has this id".into())])),
             }
         }
     };
-    let mut orders = if limit == 0 { Vec::new() } else { s.store.list_orders(&tenant, before, limit + 1).await? };
+    let mut orders = if limit == 0 { Vec::new() } else { s.store.orders().list(&tenant, before, limit + 1).await? };
     let next = if orders.len() > limit {
         orders.truncate(limit);
         orders.last().map(|o| o.id.clone())

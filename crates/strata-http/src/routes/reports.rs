@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for ReportViewer {
         }
         if let Some(token) = session_token(&parts.headers) {
             if strata_domain::tenant::looks_like_api_key(&token) {
-                if let Some(t) = state.store.session_tenant(&token, SessionScope::Dashboard).await? {
+                if let Some(t) = state.store.sessions().tenant(&token, SessionScope::Dashboard).await? {
                     return Ok(ReportViewer(t));
                 }
             }
@@ -192,14 +192,14 @@ async fn sign_in(
         .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("expected {{\"api_key\": \"...\"}}: {e}")))?;
     let key = body.api_key.trim();
     let tenant = if strata_domain::tenant::looks_like_api_key(key) {
-        s.store.authenticate(&strata_domain::tenant::KeyHash::of(key)).await?
+        s.store.tenants().authenticate(&strata_domain::tenant::KeyHash::of(key)).await?
     } else {
         None
     };
     let Some(tenant) = tenant else {
         return Err(ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid"));
     };
-    let token = s.store.create_session(&tenant, SessionScope::Dashboard, SESSION_TTL_SECS).await?;
+    let token = s.store.sessions().create(&tenant, SessionScope::Dashboard, SESSION_TTL_SECS).await?;
     Ok((
         StatusCode::OK,
         [(SET_COOKIE, cookie(&s, &headers, token.expose(), SESSION_TTL_SECS))],
@@ -211,7 +211,7 @@ async fn sign_in(
 async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
     let tenant = match session_token(&headers) {
         Some(t) if strata_domain::tenant::looks_like_api_key(&t) => {
-            s.store.session_tenant(&t, SessionScope::Dashboard).await?
+            s.store.sessions().tenant(&t, SessionScope::Dashboard).await?
         }
         _ => None,
     };
@@ -223,7 +223,7 @@ async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json
 
 async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(t) = session_token(&headers) {
-        s.store.delete_session(&t, SessionScope::Dashboard).await?;
+        s.store.sessions().delete(&t, SessionScope::Dashboard).await?;
     }
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, cookie(&s, &headers, "", 0))]).into_response())
 }

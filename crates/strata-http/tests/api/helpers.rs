@@ -146,7 +146,7 @@ impl TestApp {
     /// Creates a tenant (optionally with the HR dataset) and returns its API key.
     pub async fn tenant(&self, id: &str, hr: bool) -> String {
         let tid = TenantId::parse(id).unwrap();
-        let key = self.store.create_tenant(&tid).await.unwrap();
+        let key = self.store.tenants().create(&tid).await.unwrap();
         if hr {
             self.store.apply_dataset(&tid, &strata_domain::hr::definition()).await.unwrap();
         }

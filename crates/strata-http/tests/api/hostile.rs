@@ -257,7 +257,7 @@ async fn an_order_beyond_every_cap_is_refused_with_its_true_size(b: Backend) {
     }
     // Only the first order is in the book.
     assert_eq!(
-        app.store.order_book(&strata_domain::tenant::TenantId::parse("acme").unwrap()).await.unwrap().0,
+        app.store.orders().book(&strata_domain::tenant::TenantId::parse("acme").unwrap()).await.unwrap().total_sats,
         100_000_000
     );
 }

@@ -73,7 +73,8 @@ async fn order(app: &TestApp, key: &str, idem: &str, body: Json) -> reqwest::Res
 }
 
 async fn book(app: &TestApp, tenant: &str) -> (i64, i64) {
-    app.store.order_book(&TenantId::parse(tenant).unwrap()).await.unwrap()
+    let b = app.store.orders().book(&TenantId::parse(tenant).unwrap()).await.unwrap();
+    (b.total_sats, b.cap_sats)
 }
 
 /// Lists every order through the API, waiting until the read model shows `expect` of them.
@@ -193,7 +194,7 @@ async fn replays_return_the_original_answer_without_calling_the_rate_provider(b:
     let other = order(&app, &key, "same", json!({"currency": "EUR", "amount": "999"})).await;
     assert_eq!(error_code(other).await, (409, "idempotency_key_reused".into()));
     // The book fills up; the replay still answers as the first time.
-    app.store.set_cap(&TenantId::parse("acme").unwrap(), book(&app, "acme").await.0).await.unwrap();
+    app.store.orders().set_cap(&TenantId::parse("acme").unwrap(), book(&app, "acme").await.0).await.unwrap();
     let full = order(&app, &key, "new", json!({"currency": "EUR", "amount": "1"})).await;
     assert_eq!(error_code(full).await, (409, "btc_cap_exceeded".into()));
     let again = order(&app, &key, "same", json!({"currency": "EUR", "amount": "250.50"})).await;
@@ -237,7 +238,7 @@ async fn the_cap_holds_under_concurrency_and_says_how_much_room_is_left(b: Backe
     let app = spawn_app(b).await;
     let key = app.tenant("acme", false).await;
     // At 64000.12 USD, 6400.01 USD is 0.1 BTC (rounded up): 1 BTC of cap takes 9 of them.
-    app.store.set_cap(&TenantId::parse("acme").unwrap(), 100_000_000).await.unwrap();
+    app.store.orders().set_cap(&TenantId::parse("acme").unwrap(), 100_000_000).await.unwrap();
     let mut handles = Vec::new();
     for i in 0..50 {
         let (c, url, key) = (app.client.clone(), app.url("/v1/buy-orders"), key.clone());
@@ -301,7 +302,7 @@ async fn orders_list_newest_first_with_opaque_cursors(b: Backend) {
         assert_eq!(error_code(r).await.0, 400, "{q}");
     }
     // The read model can be rebuilt from the write model.
-    let n = app.store.rebuild_read_model(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let n = app.store.orders().rebuild_read_model(&TenantId::parse("acme").unwrap()).await.unwrap();
     assert_eq!(n, 23);
     assert_eq!(list_all(&app, &key, 23).await, listed);
     // Another tenant sees none of them.
