@@ -16,9 +16,17 @@
 //!   type-checked on a reader thread ([`ingest::spawn_csv_reader`]), then each backend checks
 //!   foreign keys and duplicate keys against the data and writes rows and rejections in one
 //!   transaction. A load is one transaction, so a crash leaves the table as it was.
-//! * [`sqlite`] and [`postgres`] are the two backends. They share the pipeline's types and differ
-//!   where the databases differ: SQLite works row by row on a dedicated thread with prepared
-//!   statements; PostgreSQL works set-based, a chunk of rows per round trip.
+//! * **One folder per feature** ([`orders`], [`tenants`], [`datasets`], ...): its types, its
+//!   handle on the facade (`store.orders()`, `store.tenants()`, `store.sessions()`), and its SQL
+//!   written once against [`db::Tx`], which absorbs placeholder, naming and type differences.
+//!   Feature functions take a `Tx`, so a caller can run several in one transaction. Each
+//!   folder's `sqlite.rs` and `postgres.rs` hold only what differs in more than syntax. A
+//!   repository trait per feature was considered and not taken: with the SQL written once, a
+//!   trait would have a single implementation; the seam between the databases is `Tx`.
+//! * [`sqlite`] and [`postgres`] hold what has not moved into a feature folder yet (the ingest
+//!   writers, backup export and restore, reports): SQLite works row by row on a dedicated thread
+//!   with prepared statements; PostgreSQL works set-based, a chunk of rows per round trip.
+//!   See `docs/architecture.md` for the layering rules.
 
 pub mod backup;
 pub mod cursor;
