@@ -88,7 +88,7 @@ impl GrpcServer {
         let instance_id = format!("{}-{}", opts.stack, uuid::Uuid::now_v7().simple());
         let instance = Instance {
             id: instance_id.clone(),
-            stack: opts.stack.as_str().to_string(),
+            stack: opts.stack,
             http_addr: opts.http_addr.clone(),
             grpc_addr: addr.to_string(),
             inflight: -1,

@@ -261,12 +261,12 @@ impl Engine {
                 r
             }
             let q = QueryRef {
-                engine_ip: owner.stack.clone(),
+                engine_ip: owner.stack.to_string(),
                 session_id: session.to_string(),
                 query_id: query_id.to_string(),
             };
             if cancel {
-                c.cancel_query(mk(q, &owner.stack)).await.ok()
+                c.cancel_query(mk(q, owner.stack.as_str())).await.ok()
             } else {
                 let q = ClearOrCancelQueryRequest {
                     engine_ip: q.engine_ip,
@@ -274,7 +274,7 @@ impl Engine {
                     query_id: q.query_id,
                     is_done: None,
                 };
-                c.clear_or_cancel_query(mk(q, &owner.stack)).await.ok()
+                c.clear_or_cancel_query(mk(q, owner.stack.as_str())).await.ok()
             }
         };
         match tokio::time::timeout(Duration::from_secs(3), call).await {

@@ -40,7 +40,7 @@ pub mod orders;
 pub mod postgres;
 pub mod query;
 pub mod rates;
-mod reports;
+pub mod reports;
 pub mod slots;
 pub mod sqlite;
 pub mod tenants;
@@ -54,6 +54,8 @@ use strata_domain::tenant::TenantId;
 use strata_domain::ErrorCode;
 use tokio::sync::mpsc;
 
+use ingest::postgres::PgWriters;
+use ingest::sqlite::SqliteWriters;
 pub use ingest::{BatchReport, Candidate, LoadReport, Rejection};
 
 /// Where the data lives.
@@ -395,7 +397,18 @@ impl Store {
         for (table, rx) in sets {
             ready.push((table, ingest::Chunks::start(rx).await));
         }
-        let counts = dispatch!(self, b => b.restore(tenant, ready, all).await)?;
+        let counts = match &self.backend {
+            Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| ingest::write::restore::<SqliteWriters>(c, &mut ready, &all).await)
+                    .await?
+            }
+            Backend::Postgres(b) => {
+                let schema = postgres::schema_of(tenant);
+                let f = async move |c: &mut db::Tx<'_>| ingest::write::restore::<PgWriters>(c, &mut ready, &all).await;
+                db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?
+            }
+        };
         let report = backup::RestoreReport {
             tables: names
                 .into_iter()
@@ -453,7 +466,27 @@ impl Store {
         let _slot = self.tenant_slot(tenant).await?;
         let rx = ingest::spawn_csv_reader(input, Arc::new(table.clone()), progress);
         let chunks = ingest::Chunks::start(rx).await;
-        let mut report = dispatch!(self, b => b.load(tenant, table, chunks).await)?;
+        let t = table.clone();
+        let mut report = match &self.backend {
+            Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| ingest::write::load::<SqliteWriters>(c, &t, chunks).await)
+                    .await?
+            }
+            Backend::Postgres(b) => {
+                let schema = postgres::schema_of(tenant);
+                let f = async move |c: &mut db::Tx<'_>| ingest::write::load::<PgWriters>(c, &t, chunks).await;
+                let report = db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?;
+                // A bulk load changes the table's shape faster than autovacuum notices: without
+                // fresh statistics the planner guesses, and a range over the key becomes a scan.
+                if report.inserted > 0 {
+                    let analyze = format!("ANALYZE {}", postgres::qualified(&schema, &table.name));
+                    let _ =
+                        db::postgres::run_read(b.data_pool(), &schema, None, async |c| c.batch(&analyze).await).await;
+                }
+                report
+            }
+        };
         report.duration_ms = started.elapsed().as_millis() as u64;
         ingest::record_metrics(&table.name, report.inserted + report.unchanged, report.rejected);
         tracing::info!(tenant = %tenant, table = %table.name, load_id = %report.load_id,
@@ -470,8 +503,19 @@ impl Store {
         rows: Vec<Candidate>,
         idempotency: Option<Idempotency>,
     ) -> Result<BatchOutcome> {
-        let outcome =
-            tenant_dispatch!(self, tenant, b => b.ingest_batch(tenant, table, rows, idempotency.clone()).await)?;
+        let (t, idem) = (table.clone(), idempotency.clone());
+        let _slot = self.tenant_slot(tenant).await?;
+        let outcome = match &self.backend {
+            Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| ingest::write::batch::<SqliteWriters>(c, &t, rows, idem).await)
+                    .await?
+            }
+            Backend::Postgres(b) => {
+                let f = async move |c: &mut db::Tx<'_>| ingest::write::batch::<PgWriters>(c, &t, rows, idem).await;
+                db::postgres::run_write(b.data_pool(), &postgres::schema_of(tenant), Some(tenant.as_str()), f).await?
+            }
+        };
         match &outcome {
             BatchOutcome::Fresh(r) => {
                 ingest::record_metrics(&table.name, r.accepted, r.rejected);
@@ -490,40 +534,6 @@ impl Store {
             }
         }
         Ok(outcome)
-    }
-}
-
-impl Store {
-    /// The reports read the HR dataset's three tables; a tenant without them gets a clear error.
-    async fn require_hr(&self, tenant: &TenantId) -> Result<()> {
-        let tables = self.tables(tenant).await?;
-        for name in ["employees", "departments", "jobs"] {
-            if !tables.iter().any(|t| t.name == name && t.dataset == "hr") {
-                return Err(StoreError::ReportUnavailable(
-                    "reports need the hr dataset (tables departments, jobs, employees); install it with PUT /v1/datasets/hr or strata tenant create --dataset hr".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn hires_by_quarter(
-        &self,
-        tenant: &TenantId,
-        year: strata_domain::report::Year,
-    ) -> Result<Vec<strata_domain::report::QuarterRow>> {
-        self.require_hr(tenant).await?;
-        tenant_dispatch!(self, tenant, b => b.hires_by_quarter(tenant, year).await)
-    }
-
-    pub async fn departments_above_mean(
-        &self,
-        tenant: &TenantId,
-        year: strata_domain::report::Year,
-    ) -> Result<strata_domain::report::AboveMean> {
-        self.require_hr(tenant).await?;
-        let (all, n) = tenant_dispatch!(self, tenant, b => b.department_hires(tenant, year).await)?;
-        Ok(strata_domain::report::AboveMean::from_counts(year, all, n))
     }
 }
 
@@ -554,6 +564,23 @@ impl Store {
             Backend::Sqlite(b) => b.tenant_db(t)?.run_read(f).await,
             Backend::Postgres(b) => {
                 db::postgres::run_read(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
+            }
+        }
+    }
+
+    /// Runs `f` on one consistent snapshot of the tenant's storage (several reads that must
+    /// agree), holding one of its slots.
+    pub(crate) async fn tenant_snapshot<T, F>(&self, t: &TenantId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        let _slot = self.slots.acquire(t).await?;
+        match &self.backend {
+            // A SQLite read already runs in one read transaction.
+            Backend::Sqlite(b) => b.tenant_db(t)?.run_read(f).await,
+            Backend::Postgres(b) => {
+                db::postgres::run_snapshot(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
             }
         }
     }

@@ -99,7 +99,7 @@ fn sqlite_tenant_v1(_: &str) -> String {
 }
 
 fn sqlite_tenant_v2(_: &str) -> String {
-    crate::orders::sqlite::SCHEMA_V2.to_string()
+    format!("{}{}", crate::ingest::sqlite::SCHEMA_V2, crate::orders::sqlite::SCHEMA_V2)
 }
 
 fn pg_control_v1(_: &str) -> String {
@@ -117,7 +117,7 @@ pub static SQLITE_CONTROL: &[Migration] =
 /// A tenant's SQLite file.
 pub static SQLITE_TENANT: &[Migration] = &[
     Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: sqlite_tenant_v1 },
-    Migration { version: 2, name: "order idempotency keys claimed first", sql: sqlite_tenant_v2 },
+    Migration { version: 2, name: "idempotency keys claimed first (orders, batches)", sql: sqlite_tenant_v2 },
 ];
 
 /// The control plane on PostgreSQL (schema `strata_control`).
@@ -127,7 +127,11 @@ pub static PG_CONTROL: &[Migration] =
 /// A tenant's PostgreSQL schema.
 pub static PG_TENANT: &[Migration] = &[
     Migration { version: 1, name: "datasets, rejections, ingests, idempotency, orders", sql: pg_tenant_v1 },
-    Migration { version: 2, name: "order idempotency keys claimed first", sql: crate::orders::postgres::schema_v2 },
+    Migration {
+        version: 2,
+        name: "idempotency keys claimed first (orders, batches)",
+        sql: crate::orders::postgres::schema_v2,
+    },
 ];
 
 #[cfg(test)]

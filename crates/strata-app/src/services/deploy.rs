@@ -87,8 +87,8 @@ pub async fn switch(store: &Store, to: Stack, o: &SwitchOptions) -> Result<Switc
     let record = |outcome: &str, detail: String| SwitchRecord {
         id: uuid::Uuid::now_v7().to_string(),
         actor: o.actor.clone(),
-        from: from.to_string(),
-        to: to.to_string(),
+        from,
+        to,
         started_at_ms: started,
         finished_at_ms: started + t0.elapsed().as_millis() as i64,
         outcome: outcome.to_string(),
@@ -162,7 +162,7 @@ async fn validate(store: &Store, to: Stack, o: &SwitchOptions) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|i| i.stack == to.as_str())
+        .filter(|i| i.stack == to)
         .collect();
     if live.is_empty() {
         return Err(format!("no live {to} instance (none sent a heartbeat in the last {:?})", o.instance_fresh));
@@ -203,7 +203,7 @@ async fn drain(store: &Store, from: Stack, o: &SwitchOptions) -> Result<i64, Sto
             .instances(o.instance_fresh.as_millis() as i64)
             .await?
             .iter()
-            .filter(|i| i.stack == from.as_str())
+            .filter(|i| i.stack == from)
             .map(|i| i.inflight.max(0))
             .sum();
         if held == 0 {
@@ -229,8 +229,8 @@ pub async fn abort(store: &Store, actor: &str) -> Result<Option<SwitchRecord>, S
     let r = SwitchRecord {
         id: uuid::Uuid::now_v7().to_string(),
         actor: actor.to_string(),
-        from: s.active.to_string(),
-        to: target.to_string(),
+        from: s.active,
+        to: target,
         started_at_ms: s.changed_at_ms,
         finished_at_ms: now,
         outcome: "aborted".into(),

@@ -220,6 +220,27 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The SQLite connection under this `Tx`, for the row writer's prepared statements.
+    pub(crate) fn sqlite_conn(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL transaction under this `Tx`, for the COPY writer.
+    pub(crate) fn pg_tx(&self) -> Option<&tokio_postgres::Transaction<'a>> {
+        match &self.inner {
+            Inner::Sqlite(_) => None,
+            Inner::Postgres(c) => c.transaction(),
+        }
+    }
+
+    /// The quoted schema of this scope on PostgreSQL (empty on SQLite).
+    pub(crate) fn schema(&self) -> &str {
+        self.prefix.strip_suffix('.').unwrap_or("")
+    }
+
     /// `name` as this scope holds it.
     pub(crate) fn t(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

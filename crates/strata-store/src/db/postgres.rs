@@ -32,6 +32,13 @@ impl<'a> PgConn<'a> {
         Self { client: Client::Tx(c), tenant }
     }
 
+    pub(crate) fn transaction(&self) -> Option<&tokio_postgres::Transaction<'a>> {
+        match self.client {
+            Client::Tx(t) => Some(t),
+            Client::Plain(_) => None,
+        }
+    }
+
     fn error(&self, e: tokio_postgres::Error) -> StoreError {
         // A tenant's schema exists exactly when the tenant does.
         match (&self.tenant, e.code()) {
@@ -78,6 +85,26 @@ where
 {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let out = {
+        let mut t = Tx::postgres(PgConn::tx(&tx, tenant.map(str::to_string)), schema);
+        f(&mut t).await?
+    };
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Runs `f` in a read-only REPEATABLE READ transaction: every statement sees one snapshot.
+pub(crate) async fn run_snapshot<T, F>(pool: &Pool, schema: &str, tenant: Option<&str>, f: F) -> Result<T>
+where
+    F: for<'t> AsyncFnOnce(&mut Tx<'t>) -> Result<T>,
+{
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
     let out = {
         let mut t = Tx::postgres(PgConn::tx(&tx, tenant.map(str::to_string)), schema);
         f(&mut t).await?

@@ -46,7 +46,7 @@ CREATE INDEX IF NOT EXISTS _strata_orders_view_newest ON {schema}._strata_orders
     )
 }
 
-/// Tenant migration 2 changes nothing here: on PostgreSQL an order's idempotency key was always
+/// Tenant migration 2 changes nothing here: on PostgreSQL idempotency keys (orders and batches) were always
 /// claimed before its outcome was known (see `sqlite::SCHEMA_V2`). It exists so both backends
 /// report the same version.
 pub(crate) fn schema_v2(_schema: &str) -> String {

@@ -15,6 +15,9 @@
 //! failure (checksum, schema, a row the dictionary refuses, a foreign key, a dangling child row,
 //! the process being killed) leaves the table exactly as it was.
 
+mod postgres;
+mod sqlite;
+
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};

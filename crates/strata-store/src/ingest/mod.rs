@@ -6,6 +6,10 @@
 //! (so loading a file twice changes nothing), different ones are rejected as duplicates.
 //! Rejected rows go to the rejection log in the same transaction as the accepted ones.
 
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+pub(crate) mod write;
+
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
