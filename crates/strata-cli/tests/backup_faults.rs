@@ -89,42 +89,11 @@ fn a_restore_killed_halfway_on_sqlite_changes_nothing() {
     restore_killed_halfway_leaves_the_table_as_it_was(storage, dir.path());
 }
 
-struct PgDb(String);
-
-impl PgDb {
-    fn admin() -> String {
-        std::env::var("STRATA_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-    }
-    fn exec(sql: &str) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(&Self::admin(), tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            c.batch_execute(sql).await.unwrap();
-        });
-    }
-    fn create() -> Self {
-        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-        Self::exec(&format!("CREATE DATABASE {name}"));
-        Self(name)
-    }
-    fn url(&self) -> String {
-        let a = Self::admin();
-        format!("{}/{}", &a[..a.rfind('/').unwrap()], self.0)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        Self::exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
-    }
-}
-
 #[test]
 fn a_restore_killed_halfway_on_postgres_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = PgDb::create();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(strata_testkit::PgDatabase::create());
     let storage = vec![
         "--database-url".to_string(),
         db.url(),

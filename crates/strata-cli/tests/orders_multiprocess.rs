@@ -4,13 +4,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{admin, serve_with, Server};
-
-async fn pg(sql: &str) {
-    let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    c.batch_execute(sql).await.unwrap();
-}
+use common::{serve_with, Server};
 
 fn serve(url: &str) -> Server {
     serve_with(&["--database-url", url, "serve", "--http-addr", "127.0.0.1:0", "--rate-provider", "fixed"])
@@ -18,9 +12,8 @@ fn serve(url: &str) -> Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_racing_two_processes_never_break_the_cap() {
-    let db = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-    pg(&format!("CREATE DATABASE {db}")).await;
-    let url = format!("{}/{db}", &admin()[..admin().rfind('/').unwrap()]);
+    let db = common::Db::create().await;
+    let url = db.url();
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["--database-url", &url, "tenant", "create", "acme"])
         .output()
@@ -72,7 +65,7 @@ async fn fifty_clients_racing_two_processes_never_break_the_cap() {
         assert_eq!(r.status(), 200, "every order that got 201 is stored");
     }
     drop(servers);
-    pg(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    drop(db);
 }
 
 /// A projector killed mid-stream (SIGKILL, no cleanup) and a new process taking over: every

@@ -16,16 +16,19 @@
 //!   type-checked on a reader thread ([`ingest::spawn_csv_reader`]), then each backend checks
 //!   foreign keys and duplicate keys against the data and writes rows and rejections in one
 //!   transaction. A load is one transaction, so a crash leaves the table as it was.
-//! * **One folder per feature** ([`orders`], [`tenants`], [`datasets`], ...): its types, its
-//!   handle on the facade (`store.orders()`, `store.tenants()`, `store.sessions()`), and its SQL
-//!   written once against [`db::Tx`], which absorbs placeholder, naming and type differences.
-//!   Feature functions take a `Tx`, so a caller can run several in one transaction. Each
-//!   folder's `sqlite.rs` and `postgres.rs` hold only what differs in more than syntax. A
-//!   repository trait per feature was considered and not taken: with the SQL written once, a
-//!   trait would have a single implementation; the seam between the databases is `Tx`.
-//! * [`sqlite`] and [`postgres`] hold what has not moved into a feature folder yet (the ingest
-//!   writers, backup export and restore, reports): SQLite works row by row on a dedicated thread
-//!   with prepared statements; PostgreSQL works set-based, a chunk of rows per round trip.
+//! * **One folder per feature** ([`tenants`] with keys and sessions, [`datasets`] with rows,
+//!   [`ingest`], [`backup`], [`orders`], [`deploy`], [`reports`], [`query`]): its types, its
+//!   handle on the facade (`store.orders()`, `store.tenants()`, `store.sessions()`, or methods
+//!   on `Store` for the older features), and its SQL written once against [`db::Tx`], which
+//!   absorbs placeholder, naming and type differences. Feature functions take a `Tx`, so a
+//!   caller can run several in one transaction. Each folder's `sqlite.rs` and `postgres.rs`
+//!   hold only what differs in more than syntax: SQLite's row writer against PostgreSQL's
+//!   chunk (COPY) writer, behind one `ingest::write::Sink`; backup export; tenant file against
+//!   tenant schema; table DDL; each feature's migration SQL.
+//! * A repository trait per feature was considered and not taken: with the SQL written once,
+//!   each trait would have a single implementation. The seam between the databases is `Tx`.
+//! * [`sqlite`] and [`postgres`] are what is left of the backends: opening, pools, the
+//!   control-plane and tenant schemas of migration 1, and applying migrations.
 //!   See `docs/architecture.md` for the layering rules.
 
 pub mod backup;

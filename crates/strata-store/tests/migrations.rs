@@ -2,62 +2,41 @@
 //! latest version everywhere, a database a newer strata wrote is refused, and so is one whose
 //! applied migration differs from the shipped one.
 
-use strata_domain::secret::Secret;
 use strata_domain::tenant::TenantId;
 use strata_store::migrate::{SchemaStatus, PG_CONTROL, PG_TENANT, SQLITE_CONTROL, SQLITE_TENANT};
 use strata_store::{Store, StoreConfig};
 
-fn admin_url() -> String {
-    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+use strata_testkit::Storage;
 
-/// A fresh storage of each kind; the PostgreSQL database is dropped when the test ends.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
+/// A fresh storage of each kind (see `strata_testkit`), with what these tests need to know of it.
+struct Backend(Storage);
 
 impl Backend {
     async fn new(pg: bool) -> Self {
-        if !pg {
-            return Backend::Sqlite(tempfile::tempdir().unwrap());
-        }
-        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-        let (c, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        Backend::Postgres(name)
+        let kind = if pg { strata_testkit::Kind::Postgres } else { strata_testkit::Kind::Sqlite };
+        Backend(Storage::new(kind).await)
     }
 
     fn config(&self) -> StoreConfig {
-        match self {
-            Backend::Sqlite(d) => StoreConfig::Sqlite { data_dir: d.path().to_path_buf() },
-            Backend::Postgres(name) => {
-                let base = admin_url();
-                StoreConfig::Postgres {
-                    url: Secret::new(format!("{}/{name}", &base[..base.rfind('/').unwrap()])),
-                    pool_size: 4,
-                }
-            }
-        }
+        self.0.config()
     }
 
     fn latest(&self) -> (i64, i64) {
         let last = |l: &[strata_store::migrate::Migration]| l.last().unwrap().version;
-        match self {
-            Backend::Sqlite(_) => (last(SQLITE_CONTROL), last(SQLITE_TENANT)),
-            Backend::Postgres(_) => (last(PG_CONTROL), last(PG_TENANT)),
+        match &self.0 {
+            Storage::Sqlite(_) => (last(SQLITE_CONTROL), last(SQLITE_TENANT)),
+            Storage::Postgres(_) => (last(PG_CONTROL), last(PG_TENANT)),
         }
     }
 
     /// Runs `sql` against the control plane's version table's database.
     async fn control_sql(&self, sql: &str) {
-        match self {
-            Backend::Sqlite(d) => {
+        match &self.0 {
+            Storage::Sqlite(d) => {
                 let c = rusqlite::Connection::open(d.path().join("control.db")).unwrap();
                 c.execute_batch(sql).unwrap();
             }
-            Backend::Postgres(_) => {
+            Storage::Postgres(_) => {
                 let StoreConfig::Postgres { url, .. } = self.config() else { unreachable!() };
                 let (c, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(conn);
@@ -67,27 +46,9 @@ impl Backend {
     }
 
     fn control_table(&self) -> &'static str {
-        match self {
-            Backend::Sqlite(_) => "_strata_schema",
-            Backend::Postgres(_) => "strata_control.schema_migrations",
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        if let Backend::Postgres(name) = self {
-            let name = name.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async move {
-                    if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                    }
-                });
-            })
-            .join();
+        match &self.0 {
+            Storage::Sqlite(_) => "_strata_schema",
+            Storage::Postgres(_) => "strata_control.schema_migrations",
         }
     }
 }
@@ -149,13 +110,13 @@ async fn processes_starting_together_migrate_once_and_all_start(pg: bool) {
     assert_eq!(status[0].version, status[0].latest);
     // Each version is recorded once.
     let table = b.control_table();
-    match &b {
-        Backend::Sqlite(d) => {
+    match &b.0 {
+        Storage::Sqlite(d) => {
             let c = rusqlite::Connection::open(d.path().join("control.db")).unwrap();
             let n: i64 = c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
             assert_eq!(n, status[0].latest);
         }
-        Backend::Postgres(_) => {
+        Storage::Postgres(_) => {
             let StoreConfig::Postgres { url, .. } = b.config() else { unreachable!() };
             let (c, conn) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await.unwrap();
             tokio::spawn(conn);

@@ -46,37 +46,5 @@ pub fn serve_with(args: &[&str]) -> Server {
     Server { child, base: format!("http://{http}"), grpc }
 }
 
-pub fn admin() -> String {
-    std::env::var("STRATA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub struct Db(pub String);
-
-impl Db {
-    pub async fn create() -> Db {
-        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-        let (c, conn) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        Db(name)
-    }
-    pub fn url(&self) -> String {
-        format!("{}/{}", &admin()[..admin().rfind('/').unwrap()], self.0)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&admin(), tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
-    }
-}
+#[allow(unused_imports)]
+pub use strata_testkit::{admin_url as admin, PgDatabase as Db};

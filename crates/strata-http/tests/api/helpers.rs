@@ -24,50 +24,7 @@ macro_rules! on_both_backends {
     };
 }
 
-pub fn admin_url() -> String {
-    std::env::var("STRATA_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// A PostgreSQL database of the test's own, dropped when the test ends.
-pub struct PgDatabase {
-    pub name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> Self {
-        let name = format!("strata_test_{}", uuid::Uuid::now_v7().simple());
-        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must run on 127.0.0.1:5432 for the test suite");
-        tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        Self { name }
-    }
-
-    pub fn url(&self) -> String {
-        let base = admin_url();
-        let cut = base.rfind('/').unwrap();
-        format!("{}/{}", &base[..cut], self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime; a thread with its own runtime can block.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use strata_testkit::PgDatabase;
 
 pub struct TestApp {
     pub base: String,
