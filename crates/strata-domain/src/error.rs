@@ -34,8 +34,17 @@ pub enum ErrorKind {
     TooManyRequests,
     /// A dependency is down. HTTP 503.
     Unavailable,
+    /// The caller cancelled the work (a query cancelled through the protocol). HTTP 499.
+    Cancelled,
     /// Our fault. HTTP 500; the message never carries internals.
     Internal,
+}
+
+/// An error that says its stable code. Every error type a protocol shows implements it, so each
+/// protocol has one conversion from any error to its status (`strata-http`'s `ApiError`,
+/// `strata-grpc`'s `status`), driven by the code's [`ErrorKind`].
+pub trait Coded: std::error::Error {
+    fn code(&self) -> ErrorCode;
 }
 
 macro_rules! error_codes {
@@ -112,6 +121,9 @@ error_codes! {
     InvalidAdminToken => ("invalid_admin_token", Unauthenticated),
     InvalidStack => ("invalid_stack", BadRequest),
     SwitchRefused => ("switch_refused", Conflict),
+    QueryCancelled => ("query_cancelled", Cancelled),
+    QueryTimeout => ("query_timeout", Timeout),
+    QueryTooLarge => ("query_too_large", TooLarge),
     Internal => ("internal_error", Internal),
 }
 

@@ -13,6 +13,7 @@
 pub mod deploy_stack {
     pub use strata_store::deploy::Stack;
 }
+pub mod error;
 pub mod gate;
 pub mod registry;
 pub mod service;

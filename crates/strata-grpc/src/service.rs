@@ -294,14 +294,9 @@ fn access_denied() -> Status {
 
 pub fn query_status(e: QueryError) -> Status {
     match e {
-        QueryError::Rejected(_) | QueryError::Syntax(_) | QueryError::Failed(_) | QueryError::Unsupported(_) => {
-            Status::invalid_argument(e.to_string())
-        }
-        QueryError::Cancelled => Status::cancelled(e.to_string()),
-        QueryError::TimedOut(_) => Status::deadline_exceeded(e.to_string()),
-        QueryError::ResourceExhausted(_) => Status::resource_exhausted(e.to_string()),
         // Never "status: 503": that string makes the connector try to resume a cluster.
-        QueryError::Storage(_) => Status::unavailable("storage is unavailable; try again"),
+        QueryError::Storage(_) => crate::error::status_with(&e, "storage is unavailable; try again"),
+        _ => crate::error::status(&e),
     }
 }
 

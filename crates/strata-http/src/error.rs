@@ -39,6 +39,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // nginx's "client closed request": no standard status says "cancelled by the caller".
+        ErrorKind::Cancelled => StatusCode::from_u16(499).expect("a valid status"),
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

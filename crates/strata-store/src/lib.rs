@@ -124,6 +124,12 @@ pub enum StoreError {
     Database(#[source] anyhow::Error),
 }
 
+impl strata_domain::error::Coded for StoreError {
+    fn code(&self) -> ErrorCode {
+        StoreError::code(self)
+    }
+}
+
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -17,6 +17,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::db::{Dialect, Tx, P};
 use crate::{Result, StoreError};
 
 /// One step of a schema. `sql` renders the statements for a tenant schema name on PostgreSQL
@@ -88,6 +89,60 @@ pub(crate) fn pending<'a>(known: &'a [Migration], applied: &[Applied], scope: &s
         }
     }
     Ok(known.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).collect())
+}
+
+/// Whether `table` (as this `Tx` names it: bare on SQLite, schema-qualified on PostgreSQL)
+/// exists.
+pub(crate) async fn table_exists(c: &mut Tx<'_>, table: &str) -> Result<bool> {
+    Ok(match c.dialect() {
+        Dialect::Sqlite => {
+            let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1";
+            c.query_opt(sql, &[table.into()]).await?.is_some()
+        }
+        Dialect::Postgres => c.query_one("SELECT to_regclass($1) IS NOT NULL", &[table.into()]).await?.int(0)? != 0,
+    })
+}
+
+/// The migrations recorded in the version table `table`; none if it does not exist yet.
+pub(crate) async fn applied(c: &mut Tx<'_>, table: &str) -> Result<Vec<Applied>> {
+    if !table_exists(c, table).await? {
+        return Ok(Vec::new());
+    }
+    let rows = c.query(&format!("SELECT version, checksum FROM {table} ORDER BY version"), &[]).await?;
+    rows.iter().map(|r| Ok(Applied { version: r.int(0)?, checksum: r.text(1)? })).collect()
+}
+
+/// Applies what is pending of `list` inside the transaction `c` (whoever opened it commits, so
+/// a migration that fails halfway leaves the previous version); `table` is the version table,
+/// `schema` what the migrations' SQL is rendered for. Returns the versions applied.
+pub(crate) async fn apply(
+    c: &mut Tx<'_>,
+    table: &str,
+    schema: &str,
+    scope: &str,
+    list: &[Migration],
+) -> Result<Vec<i64>> {
+    let ddl = match c.dialect() {
+        Dialect::Sqlite => format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT"
+        ),
+        Dialect::Postgres => format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+             checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+    };
+    c.batch(&ddl).await?;
+    let done_before = applied(c, table).await?;
+    let mut done = Vec::new();
+    for m in pending(list, &done_before, scope)? {
+        c.batch(&(m.sql)(schema)).await?;
+        let sql = format!("INSERT INTO {table} (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)");
+        let params = [P::Int(m.version), m.name.into(), m.checksum().into(), P::Time(chrono::Utc::now())];
+        c.execute(&sql, &params).await?;
+        done.push(m.version);
+    }
+    Ok(done)
 }
 
 fn sqlite_control_v1(_: &str) -> String {

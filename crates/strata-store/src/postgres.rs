@@ -14,7 +14,6 @@ use tokio_postgres::NoTls;
 use strata_domain::tenant::TenantId;
 
 use crate::db::postgres::{run_read, run_write};
-use crate::db::{Tx, P};
 use crate::{ident, Result, StoreError};
 
 /// Serialises schema migrations between processes starting at the same time.
@@ -149,40 +148,6 @@ fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
         .map_err(|e| StoreError::Unavailable(e.into()))
 }
 
-/// Applies what is pending of `list` inside the transaction `c` (the caller holds the
-/// migration lock and commits); `table` is the qualified version table, `schema` what the SQL
-/// is rendered for.
-pub(crate) async fn migrate_in(
-    c: &mut Tx<'_>,
-    table: &str,
-    schema: &str,
-    scope: &str,
-    list: &[crate::migrate::Migration],
-) -> Result<Vec<i64>> {
-    c.batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
-         checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    ))
-    .await?;
-    let applied = applied_in(c, table).await?;
-    let mut done = Vec::new();
-    for m in crate::migrate::pending(list, &applied, scope)? {
-        c.batch(&(m.sql)(schema)).await?;
-        let sql = format!("INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)");
-        c.execute(&sql, &[P::Int(m.version), m.name.into(), m.checksum().into()]).await?;
-        done.push(m.version);
-    }
-    Ok(done)
-}
-
-async fn applied_in(c: &mut Tx<'_>, table: &str) -> Result<Vec<crate::migrate::Applied>> {
-    if c.query_one("SELECT to_regclass($1) IS NOT NULL", &[table.into()]).await?.int(0)? == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = c.query(&format!("SELECT version, checksum FROM {table} ORDER BY version"), &[]).await?;
-    rows.iter().map(|r| Ok(crate::migrate::Applied { version: r.int(0)?, checksum: r.text(1)? })).collect()
-}
-
 pub(crate) const CONTROL_VERSIONS: &str = "strata_control.schema_migrations";
 
 pub(crate) fn tenant_versions(schema: &str) -> String {
@@ -213,7 +178,7 @@ impl PgStore {
             c.batch(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
             c.batch("CREATE SCHEMA IF NOT EXISTS strata_control").await?;
             let mut out = Vec::new();
-            let done = migrate_in(c, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
+            let done = crate::migrate::apply(c, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
             out.push(("control".to_string(), done));
             for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
                 let id = r.text(0)?;
@@ -222,7 +187,9 @@ impl PgStore {
                 let schema = schema_of(&tid);
                 let scope = format!("tenant {id}");
                 c.batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
-                let done = migrate_in(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
+                let done =
+                    crate::migrate::apply(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT)
+                        .await?;
                 out.push((scope, done));
             }
             Ok(out)
@@ -234,13 +201,14 @@ impl PgStore {
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
         use crate::migrate::{SchemaStatus, PG_CONTROL, PG_TENANT};
         run_read(&self.control, "strata_control", None, async |c| {
-            let mut out = vec![SchemaStatus::of("control", &applied_in(c, CONTROL_VERSIONS).await?, PG_CONTROL)];
+            let mut out =
+                vec![SchemaStatus::of("control", &crate::migrate::applied(c, CONTROL_VERSIONS).await?, PG_CONTROL)];
             let has_tenants = c.query_one("SELECT to_regclass('strata_control.tenants') IS NOT NULL", &[]).await?;
             if has_tenants.int(0)? != 0 {
                 for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
                     let id = r.text(0)?;
                     let Ok(tid) = TenantId::parse(&id) else { continue };
-                    let applied = applied_in(c, &tenant_versions(&schema_of(&tid))).await?;
+                    let applied = crate::migrate::applied(c, &tenant_versions(&schema_of(&tid))).await?;
                     out.push(SchemaStatus::of(format!("tenant {id}"), &applied, PG_TENANT));
                 }
             }
@@ -296,13 +264,17 @@ mod tests {
         let c = pool.get().await.unwrap();
         c.batch_execute("CREATE SCHEMA s").await.unwrap();
         drop(c);
-        let first =
-            run_write(&pool, "s", None, async |c| migrate_in(c, "s._strata_schema", "s", "tenant t", &LIST[..1]).await);
+        let first = run_write(&pool, "s", None, async |c| {
+            crate::migrate::apply(c, "s._strata_schema", "s", "tenant t", &LIST[..1]).await
+        });
         assert_eq!(first.await.unwrap(), [1]);
         // Migrating is all or nothing: the caller's transaction rolls back with the failure.
-        let all = run_write(&pool, "s", None, async |c| migrate_in(c, "s._strata_schema", "s", "tenant t", LIST).await);
+        let all = run_write(&pool, "s", None, async |c| {
+            crate::migrate::apply(c, "s._strata_schema", "s", "tenant t", LIST).await
+        });
         assert!(all.await.is_err());
-        let applied = run_read(&pool, "s", None, async |c| applied_in(c, "s._strata_schema").await).await.unwrap();
+        let applied =
+            run_read(&pool, "s", None, async |c| crate::migrate::applied(c, "s._strata_schema").await).await.unwrap();
         assert_eq!(applied.iter().map(|a| a.version).collect::<Vec<_>>(), [1]);
         let c = pool.get().await.unwrap();
         let b: bool = c.query_one("SELECT to_regclass('s.b') IS NOT NULL", &[]).await.unwrap().get(0);

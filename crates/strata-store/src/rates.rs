@@ -24,6 +24,12 @@ pub enum RateError {
     NoFixedRate(Currency),
 }
 
+impl strata_domain::error::Coded for RateError {
+    fn code(&self) -> strata_domain::ErrorCode {
+        strata_domain::ErrorCode::RateUnavailable
+    }
+}
+
 pub enum RateProvider {
     Fixed(HashMap<Currency, Rate>),
     Coinbase(Coinbase),

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use strata_domain::tenant::TenantId;
 
-use crate::{now_rfc3339, Result, StoreError};
+use crate::db::sqlite::{configure, in_transaction, Db};
+use crate::{Result, StoreError};
 
 pub(crate) const CONTROL_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -96,8 +97,6 @@ CREATE TABLE IF NOT EXISTS _strata_idempotency (
 ) STRICT;
 ";
 
-use crate::db::sqlite::{configure, Db};
-
 pub struct SqliteStore {
     pub(crate) data_dir: PathBuf,
     control: Db,
@@ -111,39 +110,16 @@ pub(crate) fn tenant_path(data_dir: &Path, id: &TenantId) -> PathBuf {
 
 /// Applies what is pending of `list` to one SQLite file, in one IMMEDIATE transaction (other
 /// processes wait for it); returns the versions applied.
+/// Applies what is pending of `list` to one file, in one `BEGIN IMMEDIATE` transaction.
 pub(crate) fn migrate_file(conn: &mut Connection, scope: &str, list: &[crate::migrate::Migration]) -> Result<Vec<i64>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS _strata_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-         checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT",
-    )?;
-    let applied = applied_versions(&tx)?;
-    let mut done = Vec::new();
-    for m in crate::migrate::pending(list, &applied, scope)? {
-        tx.execute_batch(&(m.sql)(""))?;
-        tx.execute(
-            "INSERT INTO _strata_schema (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
-            params![m.version, m.name, m.checksum(), now_rfc3339()],
-        )?;
-        done.push(m.version);
-    }
-    tx.commit()?;
-    Ok(done)
+    in_transaction(conn, "BEGIN IMMEDIATE", async |c| crate::migrate::apply(c, VERSIONS, "", scope, list).await)
 }
 
-fn table_exists(c: &Connection, name: &str) -> Result<bool> {
-    Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [name], |r| {
-        r.get(0)
-    })?)
-}
+/// The version table of every SQLite file.
+const VERSIONS: &str = "_strata_schema";
 
-fn applied_versions(c: &Connection) -> Result<Vec<crate::migrate::Applied>> {
-    if !table_exists(c, "_strata_schema")? {
-        return Ok(Vec::new());
-    }
-    let mut st = c.prepare("SELECT version, checksum FROM _strata_schema ORDER BY version")?;
-    let rows = st.query_map([], |r| Ok(crate::migrate::Applied { version: r.get(0)?, checksum: r.get(1)? }))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+fn applied_versions(conn: &mut Connection) -> Result<Vec<crate::migrate::Applied>> {
+    in_transaction(conn, "BEGIN", async |c| crate::migrate::applied(c, VERSIONS).await)
 }
 
 impl SqliteStore {
@@ -202,24 +178,28 @@ impl SqliteStore {
     /// The schema version of the control plane and of each tenant, applying nothing.
     pub async fn schema_status(&self) -> Result<Vec<crate::migrate::SchemaStatus>> {
         use crate::migrate::{SchemaStatus, SQLITE_CONTROL, SQLITE_TENANT};
-        let control = self.control.read(|c| applied_versions(c)).await?;
+        let (control, tenants) = self
+            .control
+            .run_read(async |c| {
+                let control = crate::migrate::applied(c, VERSIONS).await?;
+                let mut tenants = Vec::new();
+                if crate::migrate::table_exists(c, "tenants").await? {
+                    for r in c.query("SELECT id FROM tenants ORDER BY id", &[]).await? {
+                        tenants.push(r.text(0)?);
+                    }
+                }
+                Ok((control, tenants))
+            })
+            .await?;
         let mut out = vec![SchemaStatus::of("control", &control, SQLITE_CONTROL)];
-        let tenants = self.control.read(|c| {
-            if !table_exists(c, "tenants")? {
-                return Ok(Vec::new());
-            }
-            let mut st = c.prepare("SELECT id FROM tenants ORDER BY id")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        });
-        for id in tenants.await? {
+        for id in tenants {
             let path = self.data_dir.join("tenants").join(format!("{id}.db"));
             if !path.exists() {
                 continue; // as in migrate(): a tenant row whose file was never moved into place
             }
             let applied = tokio::task::spawn_blocking(move || -> Result<Vec<crate::migrate::Applied>> {
-                let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-                applied_versions(&c)
+                let mut c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                applied_versions(&mut c)
             })
             .await
             .map_err(|e| StoreError::Database(e.into()))??;
@@ -289,7 +269,7 @@ mod tests {
         let mut c = Connection::open(dir.path().join("t.db")).unwrap();
         assert!(migrate_file(&mut c, "tenant t", &LIST[..1]).unwrap() == [1]);
         assert!(migrate_file(&mut c, "tenant t", LIST).is_err());
-        let versions: Vec<i64> = applied_versions(&c).unwrap().iter().map(|a| a.version).collect();
+        let versions: Vec<i64> = applied_versions(&mut c).unwrap().iter().map(|a| a.version).collect();
         assert_eq!(versions, [1]);
         let b_exists: bool =
             c.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE name = 'b')", [], |r| r.get(0)).unwrap();

@@ -54,6 +54,15 @@ pub enum SwitchError {
     Store(#[from] StoreError),
 }
 
+impl strata_domain::error::Coded for SwitchError {
+    fn code(&self) -> strata_domain::ErrorCode {
+        match self {
+            SwitchError::Store(e) => e.code(),
+            _ => strata_domain::ErrorCode::SwitchRefused,
+        }
+    }
+}
+
 /// Deployment status as `strata deploy status` and the admin API show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {

@@ -66,9 +66,10 @@ struct SwitchBody {
 }
 
 fn switch_error(e: SwitchError) -> ApiError {
+    use strata_domain::error::Coded;
     match e {
         SwitchError::Store(e) => ApiError::from(e),
-        other => ApiError::new(ErrorCode::SwitchRefused, other.to_string()),
+        other => ApiError::new(other.code(), other.to_string()),
     }
 }
 

@@ -101,10 +101,10 @@ fn idempotency_key(raw: Option<&str>) -> ApiResult<String> {
 fn order_error(e: OrderError) -> ApiError {
     match e {
         OrderError::Store(s) => s.into(),
-        OrderError::Rate(r) => ApiError::new(
-            ErrorCode::RateUnavailable,
-            format!("{r}; no order was placed, retry with the same Idempotency-Key"),
-        ),
+        OrderError::Rate(r) => {
+            use strata_domain::error::Coded;
+            ApiError::new(r.code(), format!("{r}; no order was placed, retry with the same Idempotency-Key"))
+        }
     }
 }
 

@@ -100,6 +100,15 @@ pub enum OrderError {
     Rate(#[from] crate::rates::RateError),
 }
 
+impl strata_domain::error::Coded for OrderError {
+    fn code(&self) -> strata_domain::ErrorCode {
+        match self {
+            OrderError::Store(e) => e.code(),
+            OrderError::Rate(e) => e.code(),
+        }
+    }
+}
+
 /// Creating orders: idempotency first, then the price, then one transaction.
 pub struct OrderService {
     pub store: crate::Store,

@@ -135,6 +135,21 @@ pub enum QueryError {
     Storage(String),
 }
 
+impl strata_domain::error::Coded for QueryError {
+    fn code(&self) -> strata_domain::ErrorCode {
+        use strata_domain::ErrorCode as C;
+        match self {
+            QueryError::Rejected(_) | QueryError::Syntax(_) | QueryError::Failed(_) | QueryError::Unsupported(_) => {
+                C::InvalidQuery
+            }
+            QueryError::Cancelled => C::QueryCancelled,
+            QueryError::TimedOut(_) => C::QueryTimeout,
+            QueryError::ResourceExhausted(_) => C::QueryTooLarge,
+            QueryError::Storage(_) => C::DatabaseUnavailable,
+        }
+    }
+}
+
 impl From<StoreError> for QueryError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -6,25 +6,35 @@
 use strata_domain::report::{AboveMean, DepartmentHires, QuarterRow, Year};
 use strata_domain::tenant::TenantId;
 
-use crate::db::{Tx, P};
+use crate::db::{Dialect, Tx, P};
 use crate::{Result, Store, StoreError};
 
-/// Parameters: year start, Q2, Q3, Q4 starts, year end.
+/// `count(*)` of the rows where `cond` holds. SQLite sums the condition (0 or 1), which its
+/// planner runs measurably faster than a FILTER clause; PostgreSQL cannot sum booleans.
+fn count_if(c: &Tx<'_>, cond: &str) -> String {
+    match c.dialect() {
+        Dialect::Sqlite => format!("sum({cond})"),
+        Dialect::Postgres => format!("count(*) FILTER (WHERE {cond})"),
+    }
+}
+
+/// Parameters: year start, Q2, Q3, Q4 starts, year end. Grouping by the keys alone is enough
+/// for both databases (PostgreSQL knows the names depend on them), and lets SQLite group in
+/// key order instead of sorting by name first.
 fn hires_by_quarter_sql(c: &Tx<'_>) -> String {
     let (e, d, j) = (c.t("\"employees\""), c.t("\"departments\""), c.t("\"jobs\""));
+    let q1 = count_if(c, "e.hiring_date < $2");
+    let q2 = count_if(c, "e.hiring_date >= $2 AND e.hiring_date < $3");
+    let q3 = count_if(c, "e.hiring_date >= $3 AND e.hiring_date < $4");
+    let q4 = count_if(c, "e.hiring_date >= $4");
     format!(
         "
-SELECT d.department_name, j.job_name,
-       count(*) FILTER (WHERE e.hiring_date < $2),
-       count(*) FILTER (WHERE e.hiring_date >= $2 AND e.hiring_date < $3),
-       count(*) FILTER (WHERE e.hiring_date >= $3 AND e.hiring_date < $4),
-       count(*) FILTER (WHERE e.hiring_date >= $4),
-       d.department_id, j.job_id
+SELECT d.department_name, j.job_name, {q1}, {q2}, {q3}, {q4}, d.department_id, j.job_id
 FROM {e} e
 JOIN {d} d ON d.department_id = e.department_id
 JOIN {j} j ON j.job_id = e.job_id
 WHERE e.hiring_date >= $1 AND e.hiring_date < $5
-GROUP BY d.department_id, d.department_name, j.job_id, j.job_name
+GROUP BY d.department_id, j.job_id
 ORDER BY d.department_name, j.job_name, d.department_id, j.job_id"
     )
 }
@@ -38,7 +48,7 @@ SELECT d.department_id, d.department_name, count(*) AS hired
 FROM {e} e
 JOIN {d} d ON d.department_id = e.department_id
 WHERE e.hiring_date >= $1 AND e.hiring_date < $2
-GROUP BY d.department_id, d.department_name
+GROUP BY d.department_id
 ORDER BY hired DESC, d.department_name, d.department_id"
     )
 }

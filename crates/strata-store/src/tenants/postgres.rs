@@ -2,7 +2,7 @@
 
 use strata_domain::tenant::{NewApiKey, TenantId};
 
-use crate::postgres::{migrate_in, schema_of, tenant_versions, PgStore};
+use crate::postgres::{schema_of, tenant_versions, PgStore};
 use crate::Result;
 
 impl PgStore {
@@ -14,7 +14,7 @@ impl PgStore {
             let schema = schema_of(&id);
             c.batch(&format!("CREATE SCHEMA {schema}")).await?;
             let scope = format!("tenant {id}");
-            migrate_in(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
+            crate::migrate::apply(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT).await?;
             super::insert_key(c, &id, &hash, &prefix).await
         })
         .await
