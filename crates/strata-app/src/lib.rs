@@ -3,14 +3,18 @@
 //! depends on another.
 //!
 //! A guided tour:
-//! * [`deploy`]: the blue/green switch (validate the target stack through its own gRPC
-//!   `ClusterService`, announce, flip, drain, record), run by `strata deploy` and by the
-//!   admin API.
+//! * [`services`]: procedures. [`deploy`]: the blue/green switch (validate the target stack
+//!   through its own gRPC `ClusterService`, announce, flip, drain, record), run by
+//!   `strata deploy` and by the admin API. [`orders`]: creating a buy order (idempotency,
+//!   price, the store's transaction, waking the relay).
+//! * [`ports`]: what lies outside Strata: the exchange-rate source and the event bus.
+//! * [`jobs`]: background work (the outbox relay, the NATS projector) under one
+//!   [`jobs::Supervisor`] with one shutdown path.
 //!
-//! Storage stays in `strata-store`; protocols stay in `strata-http` and `strata-grpc`. The
-//! order service, the outbox relay and the projector move here next (issue 12), with one
-//! supervisor for every background job.
+//! Storage stays in `strata-store`; protocols stay in `strata-http` and `strata-grpc`.
 
+pub mod jobs;
+pub mod ports;
 pub mod services;
 
-pub use services::deploy;
+pub use services::{deploy, orders};

@@ -122,10 +122,14 @@ impl GrpcServer {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let registry = self.engine.registry.clone();
         let idle = self.idle_timeout;
-        let reaper = tokio::spawn(async move {
+        let mut jobs = strata_app::jobs::Supervisor::new();
+        jobs.spawn("idle query reaper", move |mut stop| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait() => return,
+                }
                 let n = registry.reap_idle(idle);
                 if n > 0 {
                     tracing::info!(queries = n, "forgot idle queries");
@@ -165,7 +169,7 @@ impl GrpcServer {
                 Ok(())
             }
         };
-        reaper.abort();
+        jobs.shutdown(Duration::from_secs(1)).await;
         self.engine.registry.cancel_all("the server is shutting down");
         self.trigger.fire();
         result.map_err(Into::into)

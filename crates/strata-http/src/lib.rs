@@ -31,7 +31,7 @@ use strata_store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub orders: std::sync::Arc<strata_store::orders::OrderService>,
+    pub orders: std::sync::Arc<strata_app::orders::OrderService>,
     /// The tenant the unauthenticated py-dist-arch surface writes to; `None` keeps it off.
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
     /// SHA-256 of the admin token; `None` turns the admin API off.

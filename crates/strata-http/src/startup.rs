@@ -10,12 +10,12 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     wake: std::sync::Arc<tokio::sync::Notify>,
-    bus: strata_store::events::Bus,
+    bus: strata_app::ports::events::Bus,
 }
 
 /// What a deployment chooses beyond storage.
 pub struct Options {
-    pub rates: strata_store::rates::RateProvider,
+    pub rates: strata_app::ports::rates::RateProvider,
     pub compat_tenant: Option<strata_domain::tenant::TenantId>,
     /// `None`: the embedded bus. `Some((url, stream))`: NATS JetStream.
     pub events: Option<(String, String)>,
@@ -31,7 +31,7 @@ impl Default for Options {
     /// Fixed demo rates and no compatibility surface: what tests and the demo use.
     fn default() -> Self {
         Self {
-            rates: strata_store::rates::RateProvider::fixed_from_spec(DEMO_RATES).expect("valid demo rates"),
+            rates: strata_app::ports::rates::RateProvider::fixed_from_spec(DEMO_RATES).expect("valid demo rates"),
             compat_tenant: None,
             events: None,
             admin_token: None,
@@ -54,13 +54,13 @@ impl Application {
             tracing::warn!(tenant = %t, "the py-dist-arch compatibility surface is ON: /compat/py-dist-arch/* takes unauthenticated requests and writes to this tenant's order book");
         }
         let bus = match &options.events {
-            None => strata_store::events::Bus::Embedded,
-            Some((url, stream)) => strata_store::events::Bus::Nats(
-                strata_store::events::NatsBus::connect(url, stream).await.map_err(std::io::Error::other)?,
+            None => strata_app::ports::events::Bus::Embedded,
+            Some((url, stream)) => strata_app::ports::events::Bus::Nats(
+                strata_app::ports::events::NatsBus::connect(url, stream).await.map_err(std::io::Error::other)?,
             ),
         };
         let orders =
-            strata_store::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
+            strata_app::orders::OrderService { store: store.clone(), rates: options.rates, wake: wake.clone() };
         let state = AppState {
             store,
             metrics: crate::telemetry::prometheus(),
@@ -88,11 +88,14 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let relay = strata_store::events::spawn_relay(self.state.store.clone(), self.bus.clone(), self.wake.clone());
+        let mut jobs = strata_app::jobs::Supervisor::new();
+        strata_app::jobs::outbox::start(&mut jobs, self.state.store.clone(), self.bus.clone(), self.wake.clone());
         let limits = self.state.limits.clone();
         let app = crate::routes::router(self.state);
         let served = serve(self.listener, app, &limits, shutdown).await;
-        relay.abort();
+        // The relay finishes the pass it is in (events are marked published only after the
+        // bus took them, so an abort past the grace period loses nothing).
+        jobs.shutdown(std::time::Duration::from_secs(5)).await;
         served
     }
 }

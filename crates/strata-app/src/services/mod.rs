@@ -1,3 +1,4 @@
 //! One module per coordinated procedure.
 
 pub mod deploy;
+pub mod orders;

@@ -114,10 +114,10 @@ impl ServeArgs {
     pub(crate) fn options(&self, default_provider: &str) -> anyhow::Result<strata_http::startup::Options> {
         let provider = self.rate_provider.as_deref().unwrap_or(default_provider);
         let rates = if provider == "fixed" {
-            strata_store::rates::RateProvider::fixed_from_spec(&self.fixed_rates)
+            strata_app::ports::rates::RateProvider::fixed_from_spec(&self.fixed_rates)
                 .map_err(|e| anyhow::anyhow!("--fixed-rates: {e}"))?
         } else {
-            strata_store::rates::RateProvider::coinbase(
+            strata_app::ports::rates::RateProvider::coinbase(
                 &self.rate_base_url,
                 Duration::from_millis(self.rate_timeout_ms),
                 self.rate_retries,

@@ -11,10 +11,11 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 type JsonOut = axum::Json<Json>;
+use strata_app::orders::OrderError;
 use strata_domain::order::{Currency, FiatAmount, Order};
 use strata_domain::tenant::TenantId;
 use strata_domain::ErrorCode;
-use strata_store::orders::{decode_cursor, encode_cursor, CreateOutcome, Cursor, OrderError};
+use strata_store::orders::{decode_cursor, encode_cursor, CreateOutcome, Cursor};
 
 use super::query_error;
 use crate::auth::AuthTenant;

@@ -228,7 +228,7 @@ async fn a_nul_byte_rejects_only_its_row_on_every_path(b: Backend) {
 
 async fn an_order_beyond_every_cap_is_refused_with_its_true_size(b: Backend) {
     let options = strata_http::startup::Options {
-        rates: strata_store::rates::RateProvider::fixed_from_spec("USD=0.01,EUR=0.01,GBP=0.01").unwrap(),
+        rates: strata_app::ports::rates::RateProvider::fixed_from_spec("USD=0.01,EUR=0.01,GBP=0.01").unwrap(),
         ..Default::default()
     };
     let app = spawn_app_with(b, options).await;

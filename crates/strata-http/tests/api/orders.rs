@@ -3,9 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
+use strata_app::ports::rates::RateProvider;
 use strata_domain::tenant::TenantId;
 use strata_http::startup::Options;
-use strata_store::rates::RateProvider;
 
 use uuid::Uuid;
 

@@ -14,17 +14,15 @@
 //!   the read model has it. While NATS is down, events wait in the outbox and the consumer
 //!   reconnects; nothing is lost.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::Notify;
 
-use crate::orders::OrderEvent;
-use crate::Store;
+use strata_store::orders::OrderEvent;
+use strata_store::Store;
 
 /// How often the relay looks at outboxes when nobody wakes it.
-const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 const BATCH: usize = 500;
 
 /// Where events go.
@@ -95,7 +93,7 @@ pub async fn project(
     store: &Store,
     tenant: &strata_domain::tenant::TenantId,
     events: Vec<OrderEvent>,
-) -> crate::Result<()> {
+) -> strata_store::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -111,7 +109,7 @@ pub async fn project(
 }
 
 /// One pass over every tenant's outbox; returns how many events moved.
-pub async fn relay_once(store: &Store, bus: &Bus) -> crate::Result<usize> {
+pub async fn relay_once(store: &Store, bus: &Bus) -> strata_store::Result<usize> {
     let mut moved = 0;
     for t in store.tenants().list().await? {
         let Ok(tenant) = strata_domain::tenant::TenantId::parse(&t.id) else { continue };
@@ -148,30 +146,12 @@ pub async fn relay_once(store: &Store, bus: &Bus) -> crate::Result<usize> {
     Ok(moved)
 }
 
-/// Runs the relay (and, with NATS, this process's share of the projector) until aborted.
-pub fn spawn_relay(store: Store, bus: Bus, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    if let Bus::Nats(nats) = &bus {
-        tokio::spawn(run_nats_projector(store.clone(), nats.clone()));
-    }
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = relay_once(&store, &bus).await {
-                tracing::warn!(error = %e, "outbox relay pass failed; retrying");
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-        }
-    })
-}
-
 /// Consumes the stream with a durable consumer shared by every process, forever, reconnecting
 /// after errors. Each message is acknowledged only once its event is in the read model.
-async fn run_nats_projector(store: Store, nats: NatsBus) {
+pub(crate) async fn run_nats_projector(store: Store, nats: NatsBus, mut stop: crate::jobs::Stop) {
     use async_nats::jetstream::consumer::{pull, AckPolicy};
-    loop {
-        let result: Result<(), String> = async {
+    while !stop.is_set() {
+        let consume = async {
             let stream = nats.ensure_stream().await?;
             let consumer = stream
                 .get_or_create_consumer(
@@ -203,16 +183,24 @@ async fn run_nats_projector(store: Store, nats: NatsBus) {
                     }
                     Err(e) => {
                         tracing::warn!(tenant = %tenant, error = %e, "projection failed; the event will be redelivered");
-                        let _ = msg.ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_millis(500)))).await;
+                        let _ =
+                            msg.ack_with(async_nats::jetstream::AckKind::Nak(Some(Duration::from_millis(500)))).await;
                     }
                 }
             }
-            Ok(())
+            Ok::<(), String>(())
+        };
+        tokio::select! {
+            result = consume => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "order projector lost the event stream; reconnecting");
+                }
+            }
+            _ = stop.wait() => return,
         }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "order projector lost the event stream; reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait() => {}
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
