@@ -98,5 +98,6 @@ export STRATA_TEST_NODE_MODULES="$browser_dir/node_modules"
 # Style and lints are part of the suite: unformatted code or a clippy warning fails it.
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-file-size.sh
 
 cargo test --workspace --locked "$@"

@@ -1,6 +1,10 @@
 //! The connector: a [`Connection`] (cheap to clone, safe to share across tasks and threads)
 //! and [`Cursor`]s that run queries on it.
 //!
+//! Size: one file of about 800 lines on purpose: discovery, the strategy retry loop and the
+//! cursor's state machine act on the same connection state, and each rule below is one place
+//! in it; splitting would separate a retry from the state it repairs.
+//!
 //! Blue/green behaviour, and the real e6data connector's bugs it does not have:
 //!
 //! * **Discovery**: a process-wide cache per endpoint gives the first guess, then `blue`,

@@ -4,6 +4,9 @@
 //! * result metadata: a Java `DataOutputStream` layout, big-endian, strings as a u16 length
 //!   plus standard UTF-8;
 //! * result batches: one Thrift-binary `Chunk` struct per message, no framing.
+//!
+//! Size: about 600 lines of codec plus tests: both payloads, encode and decode side by side, so
+//! the server's encoder and the client's decoder cannot drift.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;

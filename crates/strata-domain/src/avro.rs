@@ -1,5 +1,9 @@
 //! Avro object container files: Strata's backup format.
 //!
+//! Size: about 1,000 lines of code in one file on purpose: the writer, the reader and schema
+//! resolution share the encoding primitives and the resolution rules, and splitting them would
+//! scatter one specification over several files (the tests are the last 200 lines).
+//!
 //! Why our own codec rather than a general Avro library: backups stream tens of millions of
 //! rows, and restore must map any writer's schema onto the data dictionary by field name with
 //! exact, float-free conversions (the seed's files carry datetimes as strings, ids as `int`).

@@ -1,6 +1,9 @@
 //! The e6data `QueryEngineService` and `ClusterService`: parse the request, check the session
 //! and the blue/green strategy, hand the work to the query engine, encode the answer. Every
 //! wire detail (and every client quirk tolerated) is from ../shared/protocols/e6data-wire.md.
+//!
+//! Size: about 680 lines: the two services' `impl` blocks as tonic's traits shape them, one
+//! method per RPC, each short; the helpers they share sit beside them.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

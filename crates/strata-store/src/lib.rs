@@ -53,10 +53,8 @@ use serde::Serialize;
 use strata_domain::dataset::{DatasetDef, DatasetError, Table};
 use strata_domain::tenant::TenantId;
 use strata_domain::ErrorCode;
-use tokio::sync::mpsc;
 
-use ingest::postgres::PgWriters;
-use ingest::sqlite::SqliteWriters;
+pub use datasets::compile_datasets;
 pub use ingest::{BatchReport, Candidate, LoadReport, Rejection};
 
 /// Where the data lives.
@@ -248,15 +246,6 @@ macro_rules! dispatch {
     };
 }
 
-/// [`dispatch!`] for work on a tenant's storage: it holds one of the tenant's slots
-/// ([`slots`]) while it runs.
-macro_rules! tenant_dispatch {
-    ($self:ident, $tenant:expr, $b:ident => $e:expr) => {{
-        let _slot = $self.slots.acquire($tenant).await?;
-        dispatch!($self, $b => $e)
-    }};
-}
-
 impl Store {
     /// Opens (and on first use creates) the storage, first bringing its schema up to date
     /// (see [`migrate`]).
@@ -315,125 +304,6 @@ impl Store {
         self.slots.acquire(tenant).await
     }
 
-    pub fn backups(&self) -> &backup::BackupDir {
-        &self.backups
-    }
-
-    /// Backs up `tables` (one snapshot, one set), then prunes each table to `retain` backups.
-    pub async fn backup(
-        &self,
-        tenant: &TenantId,
-        tables: Vec<Table>,
-        codec: strata_domain::avro::Codec,
-        retain: usize,
-        progress: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Result<Vec<backup::Manifest>> {
-        let versions = self.datasets(tenant).await?;
-        let with_versions: Vec<(Table, i64)> = tables
-            .iter()
-            .map(|t| {
-                let v = versions.iter().find(|d| d.name == t.dataset).map_or(0, |d| d.version);
-                (t.clone(), v)
-            })
-            .collect();
-        let (tx, rx) = mpsc::channel(4);
-        let dir = self.backups.clone();
-        let tid = tenant.clone();
-        let writer = tokio::task::spawn_blocking(move || dir.write_set(&tid, &with_versions, codec, rx, progress));
-        let exported = tenant_dispatch!(self, tenant, b => b.export(tenant, tables.clone(), tx).await);
-        let written = writer.await.map_err(|e| StoreError::Backup(e.to_string()))?;
-        // The writer's error explains an export that stopped because the writer did.
-        let manifests = match (exported, written) {
-            (_, Err(e)) => return Err(e),
-            (Err(e), _) => return Err(e),
-            (Ok(()), Ok(m)) => m,
-        };
-        for m in &manifests {
-            backup::record_backup_metrics(m);
-            tracing::info!(tenant = %tenant, table = %m.table, backup_id = %m.id, set_id = %m.set_id,
-                rows = m.rows, bytes = m.bytes, codec = %m.codec, duration_ms = m.duration_ms, "backup written");
-            // The new backup is registered either way; a failed prune is retried next time.
-            match self.backups.prune(tenant, &m.table, retain.max(1)) {
-                Ok(pruned) if !pruned.is_empty() => {
-                    tracing::info!(tenant = %tenant, table = %m.table, pruned = ?pruned, "old backups pruned")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(tenant = %tenant, table = %m.table, error = %e, "pruning old backups failed"),
-            }
-        }
-        Ok(manifests)
-    }
-
-    /// Replaces the rows of each table with its source's, all in one transaction.
-    pub async fn restore(
-        &self,
-        tenant: &TenantId,
-        sources: Vec<(Table, backup::RestoreSource)>,
-        progress: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Result<backup::RestoreReport> {
-        let started = std::time::Instant::now();
-        let bytes_before = progress.load(std::sync::atomic::Ordering::Relaxed);
-        let all = self.tables(tenant).await?;
-        // The slot comes before the readers start: decoding an upload costs memory and CPU
-        // even before a row is written, and a tenant gets only its share of that too.
-        let _slot = self.tenant_slot(tenant).await?;
-        let order = backup::parents_first(&sources.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
-        let mut sources = sources;
-        let mut sets = Vec::new();
-        let mut names = Vec::new();
-        for t in order {
-            let pos = sources.iter().position(|(s, _)| s.name == t.name).unwrap();
-            let (table, source) = sources.remove(pos);
-            let (reader, sha, label): (Box<dyn std::io::Read + Send>, Option<String>, String) = match source {
-                backup::RestoreSource::Backup(id) => {
-                    let m = self.backups.manifest(tenant, &table.name, &id)?;
-                    let path = self.backups.file_path(tenant, &table.name, &m.id)?;
-                    let f = std::fs::File::open(&path).map_err(|e| {
-                        StoreError::InvalidBackup(format!("backup file {} cannot be opened: {e}", m.id))
-                    })?;
-                    (Box::new(f), Some(m.sha256.clone()), m.id)
-                }
-                backup::RestoreSource::File { reader, name } => (reader, None, name),
-            };
-            let rx = backup::spawn_avro_reader(reader, table.clone(), sha, progress.clone());
-            names.push((table.name.clone(), label));
-            sets.push((table, rx));
-        }
-        // No connection until every input has sent its first rows (or ended).
-        let mut ready = Vec::with_capacity(sets.len());
-        for (table, rx) in sets {
-            ready.push((table, ingest::Chunks::start(rx).await));
-        }
-        let counts = match &self.backend {
-            Backend::Sqlite(b) => {
-                b.tenant_db(tenant)?
-                    .run_write(async move |c| ingest::write::restore::<SqliteWriters>(c, &mut ready, &all).await)
-                    .await?
-            }
-            Backend::Postgres(b) => {
-                let schema = postgres::schema_of(tenant);
-                let f = async move |c: &mut db::Tx<'_>| ingest::write::restore::<PgWriters>(c, &mut ready, &all).await;
-                db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?
-            }
-        };
-        let report = backup::RestoreReport {
-            tables: names
-                .into_iter()
-                .zip(counts)
-                .map(|((table, source), rows)| backup::RestoredTable { table, rows, source })
-                .collect(),
-            duration_ms: started.elapsed().as_millis() as u64,
-        };
-        backup::record_restore_metrics(&report);
-        metrics::counter!("strata_restore_bytes_total")
-            .increment(progress.load(std::sync::atomic::Ordering::Relaxed) - bytes_before);
-        for t in &report.tables {
-            tracing::info!(tenant = %tenant, table = %t.table, source = %t.source, rows = t.rows,
-                duration_ms = report.duration_ms, "table restored");
-        }
-        Ok(report)
-    }
-
     pub fn kind(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
@@ -458,89 +328,6 @@ impl Store {
             .into_iter()
             .find(|t| t.name == name)
             .ok_or_else(|| StoreError::TableNotFound(name.chars().take(64).collect()))
-    }
-
-    /// Loads CSV text into a table in one transaction, validating every row. The input is read
-    /// on a thread of its own; a connection is taken only once its first rows are parsed.
-    pub async fn load<R: std::io::Read + Send + 'static>(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        input: R,
-        progress: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Result<LoadReport> {
-        let started = std::time::Instant::now();
-        let _slot = self.tenant_slot(tenant).await?;
-        let rx = ingest::spawn_csv_reader(input, Arc::new(table.clone()), progress);
-        let chunks = ingest::Chunks::start(rx).await;
-        let t = table.clone();
-        let mut report = match &self.backend {
-            Backend::Sqlite(b) => {
-                b.tenant_db(tenant)?
-                    .run_write(async move |c| ingest::write::load::<SqliteWriters>(c, &t, chunks).await)
-                    .await?
-            }
-            Backend::Postgres(b) => {
-                let schema = postgres::schema_of(tenant);
-                let f = async move |c: &mut db::Tx<'_>| ingest::write::load::<PgWriters>(c, &t, chunks).await;
-                let report = db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?;
-                // A bulk load changes the table's shape faster than autovacuum notices: without
-                // fresh statistics the planner guesses, and a range over the key becomes a scan.
-                if report.inserted > 0 {
-                    let analyze = format!("ANALYZE {}", postgres::qualified(&schema, &table.name));
-                    let _ =
-                        db::postgres::run_read(b.data_pool(), &schema, None, async |c| c.batch(&analyze).await).await;
-                }
-                report
-            }
-        };
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        ingest::record_metrics(&table.name, report.inserted + report.unchanged, report.rejected);
-        tracing::info!(tenant = %tenant, table = %table.name, load_id = %report.load_id,
-            rows = report.rows_read, inserted = report.inserted, unchanged = report.unchanged,
-            rejected = report.rejected, duration_ms = report.duration_ms, "load finished");
-        Ok(report)
-    }
-
-    /// Writes one batch (1 to 1000 rows) in one transaction, honouring an idempotency key.
-    pub async fn ingest_batch(
-        &self,
-        tenant: &TenantId,
-        table: &Table,
-        rows: Vec<Candidate>,
-        idempotency: Option<Idempotency>,
-    ) -> Result<BatchOutcome> {
-        let (t, idem) = (table.clone(), idempotency.clone());
-        let _slot = self.tenant_slot(tenant).await?;
-        let outcome = match &self.backend {
-            Backend::Sqlite(b) => {
-                b.tenant_db(tenant)?
-                    .run_write(async move |c| ingest::write::batch::<SqliteWriters>(c, &t, rows, idem).await)
-                    .await?
-            }
-            Backend::Postgres(b) => {
-                let f = async move |c: &mut db::Tx<'_>| ingest::write::batch::<PgWriters>(c, &t, rows, idem).await;
-                db::postgres::run_write(b.data_pool(), &postgres::schema_of(tenant), Some(tenant.as_str()), f).await?
-            }
-        };
-        match &outcome {
-            BatchOutcome::Fresh(r) => {
-                ingest::record_metrics(&table.name, r.accepted, r.rejected);
-                tracing::info!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
-                    accepted = r.accepted, rejected = r.rejected, "batch ingested");
-                for e in &r.errors {
-                    tracing::warn!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
-                        row = e.row, errors = %serde_json::to_string(&e.errors).unwrap_or_default(),
-                        "row rejected");
-                }
-            }
-            BatchOutcome::Replayed(_) => {
-                tracing::info!(tenant = %tenant, table = %table.name,
-                    idempotency_key = %idempotency.as_ref().map(|i| i.key.as_str()).unwrap_or(""),
-                    "batch replayed from idempotency record");
-            }
-        }
-        Ok(outcome)
     }
 }
 
@@ -615,69 +402,6 @@ impl Store {
             Backend::Postgres(b) => db::postgres::run_read(b.control_pool(), "strata_control", None, f).await,
         }
     }
-}
-
-/// Compiles stored datasets in the order they were applied, so references to tables of earlier
-/// datasets resolve.
-pub fn compile_datasets(datasets: &[StoredDataset]) -> Result<Vec<Table>> {
-    let mut all: Vec<Table> = Vec::new();
-    for d in datasets {
-        let known = all.clone();
-        let tables = d.definition.check(&|name| known.iter().find(|t| t.name == name).cloned())?;
-        all.extend(tables);
-    }
-    Ok(all)
-}
-
-/// What applying a definition means for a tenant.
-pub(crate) enum Plan {
-    /// The same definition is already in place.
-    Unchanged { version: i64 },
-    /// Record the definition as a new version and create these tables.
-    Apply { create: Vec<Table>, version: i64 },
-}
-
-/// Checks a new or changed dataset against what the tenant already has. Shared by both backends
-/// so they refuse exactly the same changes.
-pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result<Plan> {
-    // Compile everything in place (later datasets may reference this one), then judge the new
-    // definition against the other datasets' tables.
-    let other_tables: Vec<Table> = compile_datasets(existing)?.into_iter().filter(|t| t.dataset != def.name).collect();
-    let compiled = def.check(&|name| other_tables.iter().find(|t| t.name == name).cloned())?;
-    for t in &compiled {
-        if let Some(o) = other_tables.iter().find(|o| o.name == t.name) {
-            return Err(StoreError::DatasetConflict(format!(
-                "table {:?} already belongs to dataset {:?}",
-                t.name, o.dataset
-            )));
-        }
-    }
-    let Some(previous) = existing.iter().find(|d| d.name == def.name) else {
-        return Ok(Plan::Apply { create: compiled, version: 1 });
-    };
-    if previous.definition == *def {
-        return Ok(Plan::Unchanged { version: previous.version });
-    }
-    for old in &previous.definition.tables {
-        match def.tables.iter().find(|t| t.name == old.name) {
-            None => {
-                return Err(StoreError::DatasetConflict(format!(
-                    "dataset {:?} has table {:?}, which the new definition drops; removing tables is not supported",
-                    def.name, old.name
-                )))
-            }
-            Some(new) if new != old => {
-                return Err(StoreError::DatasetConflict(format!(
-                    "table {:?} already exists with a different definition; changing existing tables is not supported (add a new table instead)",
-                    old.name
-                )))
-            }
-            Some(_) => {}
-        }
-    }
-    let create =
-        compiled.into_iter().filter(|t| !previous.definition.tables.iter().any(|o| o.name == t.name)).collect();
-    Ok(Plan::Apply { create, version: previous.version + 1 })
 }
 
 /// Quotes an SQL identifier. Names are validated before they get here; quoting is the second

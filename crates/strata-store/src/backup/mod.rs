@@ -442,3 +442,135 @@ pub(crate) fn record_restore_metrics(r: &RestoreReport) {
     }
     metrics::histogram!("strata_restore_duration_seconds").record(r.duration_ms as f64 / 1000.0);
 }
+
+/// Backups and restores through the store: the slot, the snapshot, the writers.
+impl crate::Store {
+    pub fn backups(&self) -> &crate::backup::BackupDir {
+        &self.backups
+    }
+
+    /// Backs up `tables` (one snapshot, one set), then prunes each table to `retain` backups.
+    pub async fn backup(
+        &self,
+        tenant: &TenantId,
+        tables: Vec<Table>,
+        codec: strata_domain::avro::Codec,
+        retain: usize,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Vec<crate::backup::Manifest>> {
+        let versions = self.datasets(tenant).await?;
+        let with_versions: Vec<(Table, i64)> = tables
+            .iter()
+            .map(|t| {
+                let v = versions.iter().find(|d| d.name == t.dataset).map_or(0, |d| d.version);
+                (t.clone(), v)
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(4);
+        let dir = self.backups.clone();
+        let tid = tenant.clone();
+        let writer = tokio::task::spawn_blocking(move || dir.write_set(&tid, &with_versions, codec, rx, progress));
+        let exported = {
+            let _slot = self.tenant_slot(tenant).await?;
+            match &self.backend {
+                crate::Backend::Sqlite(b) => b.export(tenant, tables.clone(), tx).await,
+                crate::Backend::Postgres(b) => b.export(tenant, tables.clone(), tx).await,
+            }
+        };
+        let written = writer.await.map_err(|e| StoreError::Backup(e.to_string()))?;
+        // The writer's error explains an export that stopped because the writer did.
+        let manifests = match (exported, written) {
+            (_, Err(e)) => return Err(e),
+            (Err(e), _) => return Err(e),
+            (Ok(()), Ok(m)) => m,
+        };
+        for m in &manifests {
+            crate::backup::record_backup_metrics(m);
+            tracing::info!(tenant = %tenant, table = %m.table, backup_id = %m.id, set_id = %m.set_id,
+                rows = m.rows, bytes = m.bytes, codec = %m.codec, duration_ms = m.duration_ms, "backup written");
+            // The new backup is registered either way; a failed prune is retried next time.
+            match self.backups.prune(tenant, &m.table, retain.max(1)) {
+                Ok(pruned) if !pruned.is_empty() => {
+                    tracing::info!(tenant = %tenant, table = %m.table, pruned = ?pruned, "old backups pruned")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(tenant = %tenant, table = %m.table, error = %e, "pruning old backups failed"),
+            }
+        }
+        Ok(manifests)
+    }
+
+    /// Replaces the rows of each table with its source's, all in one transaction.
+    pub async fn restore(
+        &self,
+        tenant: &TenantId,
+        sources: Vec<(Table, crate::backup::RestoreSource)>,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<crate::backup::RestoreReport> {
+        let started = std::time::Instant::now();
+        let bytes_before = progress.load(std::sync::atomic::Ordering::Relaxed);
+        let all = self.tables(tenant).await?;
+        // The slot comes before the readers start: decoding an upload costs memory and CPU
+        // even before a row is written, and a tenant gets only its share of that too.
+        let _slot = self.tenant_slot(tenant).await?;
+        let order = crate::backup::parents_first(&sources.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
+        let mut sources = sources;
+        let mut sets = Vec::new();
+        let mut names = Vec::new();
+        for t in order {
+            let pos = sources.iter().position(|(s, _)| s.name == t.name).unwrap();
+            let (table, source) = sources.remove(pos);
+            let (reader, sha, label): (Box<dyn std::io::Read + Send>, Option<String>, String) = match source {
+                crate::backup::RestoreSource::Backup(id) => {
+                    let m = self.backups.manifest(tenant, &table.name, &id)?;
+                    let path = self.backups.file_path(tenant, &table.name, &m.id)?;
+                    let f = std::fs::File::open(&path).map_err(|e| {
+                        StoreError::InvalidBackup(format!("backup file {} cannot be opened: {e}", m.id))
+                    })?;
+                    (Box::new(f), Some(m.sha256.clone()), m.id)
+                }
+                crate::backup::RestoreSource::File { reader, name } => (reader, None, name),
+            };
+            let rx = crate::backup::spawn_avro_reader(reader, table.clone(), sha, progress.clone());
+            names.push((table.name.clone(), label));
+            sets.push((table, rx));
+        }
+        // No connection until every input has sent its first rows (or ended).
+        let mut ready = Vec::with_capacity(sets.len());
+        for (table, rx) in sets {
+            ready.push((table, crate::ingest::Chunks::start(rx).await));
+        }
+        let counts = match &self.backend {
+            crate::Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| {
+                        crate::ingest::write::restore::<crate::ingest::sqlite::SqliteWriters>(c, &mut ready, &all).await
+                    })
+                    .await?
+            }
+            crate::Backend::Postgres(b) => {
+                let schema = crate::postgres::schema_of(tenant);
+                let f = async move |c: &mut crate::db::Tx<'_>| {
+                    crate::ingest::write::restore::<crate::ingest::postgres::PgWriters>(c, &mut ready, &all).await
+                };
+                crate::db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?
+            }
+        };
+        let report = crate::backup::RestoreReport {
+            tables: names
+                .into_iter()
+                .zip(counts)
+                .map(|((table, source), rows)| crate::backup::RestoredTable { table, rows, source })
+                .collect(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        crate::backup::record_restore_metrics(&report);
+        metrics::counter!("strata_restore_bytes_total")
+            .increment(progress.load(std::sync::atomic::Ordering::Relaxed) - bytes_before);
+        for t in &report.tables {
+            tracing::info!(tenant = %tenant, table = %t.table, source = %t.source, rows = t.rows,
+                duration_ms = report.duration_ms, "table restored");
+        }
+        Ok(report)
+    }
+}

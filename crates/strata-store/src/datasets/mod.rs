@@ -10,7 +10,7 @@ use strata_domain::tenant::TenantId;
 use strata_domain::value::Value;
 
 use crate::db::{Dialect, Tx, P};
-use crate::{ident, plan_apply, ApplyReport, Plan, Rejection, Result, Store, StoreError, StoredDataset};
+use crate::{ident, ApplyReport, Rejection, Result, Store, StoreError, StoredDataset};
 
 impl Store {
     /// Adds or confirms a dataset. New tables are created; existing tables must be unchanged
@@ -170,4 +170,67 @@ pub(crate) async fn apply(c: &mut Tx<'_>, def: &DatasetDef) -> Result<ApplyRepor
         created_tables: create.iter().map(|t| t.name.clone()).collect(),
         changed: true,
     })
+}
+
+/// Compiles stored datasets in the order they were applied, so references to tables of earlier
+/// datasets resolve.
+pub fn compile_datasets(datasets: &[StoredDataset]) -> Result<Vec<Table>> {
+    let mut all: Vec<Table> = Vec::new();
+    for d in datasets {
+        let known = all.clone();
+        let tables = d.definition.check(&|name| known.iter().find(|t| t.name == name).cloned())?;
+        all.extend(tables);
+    }
+    Ok(all)
+}
+
+/// What applying a definition means for a tenant.
+pub(crate) enum Plan {
+    /// The same definition is already in place.
+    Unchanged { version: i64 },
+    /// Record the definition as a new version and create these tables.
+    Apply { create: Vec<Table>, version: i64 },
+}
+
+/// Checks a new or changed dataset against what the tenant already has. Shared by both backends
+/// so they refuse exactly the same changes.
+pub(crate) fn plan_apply(existing: &[StoredDataset], def: &DatasetDef) -> Result<Plan> {
+    // Compile everything in place (later datasets may reference this one), then judge the new
+    // definition against the other datasets' tables.
+    let other_tables: Vec<Table> = compile_datasets(existing)?.into_iter().filter(|t| t.dataset != def.name).collect();
+    let compiled = def.check(&|name| other_tables.iter().find(|t| t.name == name).cloned())?;
+    for t in &compiled {
+        if let Some(o) = other_tables.iter().find(|o| o.name == t.name) {
+            return Err(StoreError::DatasetConflict(format!(
+                "table {:?} already belongs to dataset {:?}",
+                t.name, o.dataset
+            )));
+        }
+    }
+    let Some(previous) = existing.iter().find(|d| d.name == def.name) else {
+        return Ok(Plan::Apply { create: compiled, version: 1 });
+    };
+    if previous.definition == *def {
+        return Ok(Plan::Unchanged { version: previous.version });
+    }
+    for old in &previous.definition.tables {
+        match def.tables.iter().find(|t| t.name == old.name) {
+            None => {
+                return Err(StoreError::DatasetConflict(format!(
+                    "dataset {:?} has table {:?}, which the new definition drops; removing tables is not supported",
+                    def.name, old.name
+                )))
+            }
+            Some(new) if new != old => {
+                return Err(StoreError::DatasetConflict(format!(
+                    "table {:?} already exists with a different definition; changing existing tables is not supported (add a new table instead)",
+                    old.name
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let create =
+        compiled.into_iter().filter(|t| !previous.definition.tables.iter().any(|o| o.name == t.name)).collect();
+    Ok(Plan::Apply { create, version: previous.version + 1 })
 }

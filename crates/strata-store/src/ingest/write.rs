@@ -161,3 +161,104 @@ async fn record_ingest(c: &mut Tx<'_>, id: &str, table: &str, kind: &str, t: &Ta
     c.execute(&sql, &params).await?;
     Ok(())
 }
+
+/// The write paths as the store's API: the tenant's slot, then one transaction on its storage.
+impl crate::Store {
+    /// Loads CSV text into a table in one transaction, validating every row. The input is read
+    /// on a thread of its own; a connection is taken only once its first rows are parsed.
+    pub async fn load<R: std::io::Read + Send + 'static>(
+        &self,
+        tenant: &strata_domain::tenant::TenantId,
+        table: &Table,
+        input: R,
+        progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<LoadReport> {
+        let started = std::time::Instant::now();
+        let _slot = self.tenant_slot(tenant).await?;
+        let rx = crate::ingest::spawn_csv_reader(input, std::sync::Arc::new(table.clone()), progress);
+        let chunks = crate::ingest::Chunks::start(rx).await;
+        let t = table.clone();
+        let mut report = match &self.backend {
+            crate::Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| {
+                        crate::ingest::write::load::<crate::ingest::sqlite::SqliteWriters>(c, &t, chunks).await
+                    })
+                    .await?
+            }
+            crate::Backend::Postgres(b) => {
+                let schema = crate::postgres::schema_of(tenant);
+                let f = async move |c: &mut crate::db::Tx<'_>| {
+                    crate::ingest::write::load::<crate::ingest::postgres::PgWriters>(c, &t, chunks).await
+                };
+                let report = crate::db::postgres::run_write(b.data_pool(), &schema, Some(tenant.as_str()), f).await?;
+                // A bulk load changes the table's shape faster than autovacuum notices: without
+                // fresh statistics the planner guesses, and a range over the key becomes a scan.
+                if report.inserted > 0 {
+                    let analyze = format!("ANALYZE {}", crate::postgres::qualified(&schema, &table.name));
+                    let _ =
+                        crate::db::postgres::run_read(b.data_pool(), &schema, None, async |c| c.batch(&analyze).await)
+                            .await;
+                }
+                report
+            }
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        crate::ingest::record_metrics(&table.name, report.inserted + report.unchanged, report.rejected);
+        tracing::info!(tenant = %tenant, table = %table.name, load_id = %report.load_id,
+            rows = report.rows_read, inserted = report.inserted, unchanged = report.unchanged,
+            rejected = report.rejected, duration_ms = report.duration_ms, "load finished");
+        Ok(report)
+    }
+
+    /// Writes one batch (1 to 1000 rows) in one transaction, honouring an idempotency key.
+    pub async fn ingest_batch(
+        &self,
+        tenant: &strata_domain::tenant::TenantId,
+        table: &Table,
+        rows: Vec<super::Candidate>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<BatchOutcome> {
+        let (t, idem) = (table.clone(), idempotency.clone());
+        let _slot = self.tenant_slot(tenant).await?;
+        let outcome = match &self.backend {
+            crate::Backend::Sqlite(b) => {
+                b.tenant_db(tenant)?
+                    .run_write(async move |c| {
+                        crate::ingest::write::batch::<crate::ingest::sqlite::SqliteWriters>(c, &t, rows, idem).await
+                    })
+                    .await?
+            }
+            crate::Backend::Postgres(b) => {
+                let f = async move |c: &mut crate::db::Tx<'_>| {
+                    crate::ingest::write::batch::<crate::ingest::postgres::PgWriters>(c, &t, rows, idem).await
+                };
+                crate::db::postgres::run_write(
+                    b.data_pool(),
+                    &crate::postgres::schema_of(tenant),
+                    Some(tenant.as_str()),
+                    f,
+                )
+                .await?
+            }
+        };
+        match &outcome {
+            BatchOutcome::Fresh(r) => {
+                crate::ingest::record_metrics(&table.name, r.accepted, r.rejected);
+                tracing::info!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
+                    accepted = r.accepted, rejected = r.rejected, "batch ingested");
+                for e in &r.errors {
+                    tracing::warn!(tenant = %tenant, table = %table.name, batch_id = %r.batch_id,
+                        row = e.row, errors = %serde_json::to_string(&e.errors).unwrap_or_default(),
+                        "row rejected");
+                }
+            }
+            BatchOutcome::Replayed(_) => {
+                tracing::info!(tenant = %tenant, table = %table.name,
+                    idempotency_key = %idempotency.as_ref().map(|i| i.key.as_str()).unwrap_or(""),
+                    "batch replayed from idempotency record");
+            }
+        }
+        Ok(outcome)
+    }
+}
