@@ -37,19 +37,19 @@ pub async fn watch(
     stack: Stack,
     registry: Arc<Registry>,
     cfg: WatchConfig,
-    shutdown: tokio_util_shim::Shutdown,
+    jobs: &mut strata_app::jobs::Supervisor,
 ) -> Result<Gate, strata_store::StoreError> {
     let first = store.deploy_state().await?;
     let (tx, rx) = watch::channel(first);
     let mut instance = cfg.instance;
-    tokio::spawn(async move {
+    jobs.spawn("deployment watcher", move |mut stop| async move {
         let mut tick = tokio::time::interval(cfg.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_beat = 0i64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = shutdown.wait() => break,
+                _ = stop.wait() => break,
             }
             match store.deploy_state().await {
                 Ok(s) => {
@@ -88,32 +88,4 @@ pub async fn watch(
         let _ = store.forget_instance(&instance.id).await;
     });
     Ok(Gate { stack, state: rx })
-}
-
-/// A tiny shutdown signal that any number of tasks can wait on.
-pub mod tokio_util_shim {
-    use tokio::sync::watch;
-
-    #[derive(Clone)]
-    pub struct Shutdown(watch::Receiver<bool>);
-
-    pub struct Trigger(watch::Sender<bool>);
-
-    pub fn channel() -> (Trigger, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (Trigger(tx), Shutdown(rx))
-    }
-
-    impl Trigger {
-        pub fn fire(&self) {
-            let _ = self.0.send(true);
-        }
-    }
-
-    impl Shutdown {
-        pub async fn wait(&self) {
-            let mut rx = self.0.clone();
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    }
 }

@@ -30,7 +30,7 @@ use strata_store::query::QueryOptions;
 use strata_store::Store;
 use tokio::net::TcpListener;
 
-use crate::gate::{tokio_util_shim, Gate, WatchConfig};
+use crate::gate::{Gate, WatchConfig};
 use crate::registry::Registry;
 use crate::service::{ClusterSvc, Engine, QuerySvc};
 
@@ -74,7 +74,8 @@ pub struct GrpcServer {
     listener: TcpListener,
     addr: SocketAddr,
     engine: Arc<Engine>,
-    trigger: tokio_util_shim::Trigger,
+    /// Background jobs: the deployment watcher from the start, the idle-query reaper while serving.
+    jobs: strata_app::jobs::Supervisor,
     idle_timeout: Duration,
     drain_timeout: Duration,
 }
@@ -85,7 +86,7 @@ impl GrpcServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
-        let (trigger, shutdown) = tokio_util_shim::channel();
+        let mut jobs = strata_app::jobs::Supervisor::new();
         let instance_id = format!("{}-{}", opts.stack, uuid::Uuid::now_v7().simple());
         let instance = Instance {
             id: instance_id.clone(),
@@ -100,13 +101,13 @@ impl GrpcServer {
             opts.stack,
             registry.clone(),
             WatchConfig { poll: opts.poll, instance, drain_timeout: opts.drain_timeout },
-            shutdown,
+            &mut jobs,
         )
         .await?;
         let mut engine = Engine::new(store, gate, registry, opts.query, opts.max_queries, instance_id);
         engine.max_queries_per_tenant = opts.max_queries_per_tenant;
         let engine = Arc::new(engine);
-        Ok(Self { listener, addr, engine, trigger, idle_timeout: opts.idle_timeout, drain_timeout: opts.drain_timeout })
+        Ok(Self { listener, addr, engine, jobs, idle_timeout: opts.idle_timeout, drain_timeout: opts.drain_timeout })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -122,7 +123,7 @@ impl GrpcServer {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let registry = self.engine.registry.clone();
         let idle = self.idle_timeout;
-        let mut jobs = strata_app::jobs::Supervisor::new();
+        let mut jobs = self.jobs;
         jobs.spawn("idle query reaper", move |mut stop| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
@@ -169,9 +170,9 @@ impl GrpcServer {
                 Ok(())
             }
         };
-        jobs.shutdown(Duration::from_secs(1)).await;
         self.engine.registry.cancel_all("the server is shutting down");
-        self.trigger.fire();
+        // The watcher ends its round and takes this instance off the list of live ones.
+        jobs.shutdown(Duration::from_secs(2)).await;
         result.map_err(Into::into)
     }
 }

@@ -277,7 +277,7 @@ impl Store {
 
     /// Applies pending schema migrations (what opening does); returns the versions applied,
     /// per scope (`control`, `tenant <id>`).
-    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+    pub async fn migrate(&self) -> Result<Vec<crate::migrate::MigrationRun>> {
         dispatch!(self, b => b.migrate().await)
     }
 

@@ -91,6 +91,14 @@ pub(crate) fn pending<'a>(known: &'a [Migration], applied: &[Applied], scope: &s
     Ok(known.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).collect())
 }
 
+/// What one migration run did in one scope (`control`, `tenant <id>`): the versions applied,
+/// none when it was up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationRun {
+    pub scope: String,
+    pub applied: Vec<i64>,
+}
+
 /// Whether `table` (as this `Tx` names it: bare on SQLite, schema-qualified on PostgreSQL)
 /// exists.
 pub(crate) async fn table_exists(c: &mut Tx<'_>, table: &str) -> Result<bool> {

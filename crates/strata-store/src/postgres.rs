@@ -173,13 +173,13 @@ impl PgStore {
 
     /// Applies pending migrations to the control plane and then to every tenant schema, in one
     /// transaction (all or nothing) under the migration lock; returns what was applied.
-    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+    pub async fn migrate(&self) -> Result<Vec<crate::migrate::MigrationRun>> {
         run_write(&self.control, "strata_control", None, async |c| {
             c.batch(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
             c.batch("CREATE SCHEMA IF NOT EXISTS strata_control").await?;
             let mut out = Vec::new();
             let done = crate::migrate::apply(c, CONTROL_VERSIONS, "", "control", crate::migrate::PG_CONTROL).await?;
-            out.push(("control".to_string(), done));
+            out.push(crate::migrate::MigrationRun { scope: "control".into(), applied: done });
             for r in c.query("SELECT id FROM strata_control.tenants ORDER BY id", &[]).await? {
                 let id = r.text(0)?;
                 let tid =
@@ -190,7 +190,7 @@ impl PgStore {
                 let done =
                     crate::migrate::apply(c, &tenant_versions(&schema), &schema, &scope, crate::migrate::PG_TENANT)
                         .await?;
-                out.push((scope, done));
+                out.push(crate::migrate::MigrationRun { scope, applied: done });
             }
             Ok(out)
         })

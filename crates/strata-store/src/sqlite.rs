@@ -145,10 +145,10 @@ impl SqliteStore {
 
     /// Applies pending migrations to the control plane, then to each tenant's file; returns
     /// what was applied, per scope.
-    pub async fn migrate(&self) -> Result<Vec<(String, Vec<i64>)>> {
+    pub async fn migrate(&self) -> Result<Vec<crate::migrate::MigrationRun>> {
         let mut out = Vec::new();
         let control = self.control.write(|c| migrate_file(c, "control", crate::migrate::SQLITE_CONTROL)).await?;
-        out.push(("control".to_string(), control));
+        out.push(crate::migrate::MigrationRun { scope: "control".into(), applied: control });
         let ids = self
             .control
             .read(|c| {
@@ -170,7 +170,7 @@ impl SqliteStore {
             })
             .await
             .map_err(|e| StoreError::Database(e.into()))??;
-            out.push((format!("tenant {id}"), done));
+            out.push(crate::migrate::MigrationRun { scope: format!("tenant {id}"), applied: done });
         }
         Ok(out)
     }

@@ -66,8 +66,8 @@ impl strata_domain::error::Coded for SwitchError {
 /// Deployment status as `strata deploy status` and the admin API show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
-    pub active: String,
-    pub announced: Option<String>,
+    pub active: Stack,
+    pub announced: Option<Stack>,
     pub instances: Vec<Instance>,
     pub history: Vec<SwitchRecord>,
 }
@@ -75,8 +75,8 @@ pub struct Status {
 pub async fn status(store: &Store, fresh: Duration, history: i64) -> Result<Status, StoreError> {
     let s = store.deploy_state().await?;
     Ok(Status {
-        active: s.active.to_string(),
-        announced: s.target.map(|t| t.to_string()),
+        active: s.active,
+        announced: s.target,
         instances: store.instances(fresh.as_millis() as i64).await?,
         history: store.deploy_history(history).await?,
     })

@@ -80,7 +80,7 @@ pub(crate) async fn deploy(store: Store, cmd: DeployCmd) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!("active:    {}", s.active);
-            println!("announced: {}", s.announced.as_deref().unwrap_or("-"));
+            println!("announced: {}", s.announced.map_or("-", |t| t.as_str()));
             println!("instances:");
             for i in &s.instances {
                 println!(

@@ -39,12 +39,10 @@ pub(crate) async fn migrate(store: Store, cmd: MigrateCmd) -> anyhow::Result<()>
         MigrateCmd::Run { json } => {
             let applied = store.migrate().await?;
             if json {
-                let v: Vec<_> =
-                    applied.iter().map(|(scope, v)| serde_json::json!({"scope": scope, "applied": v})).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&applied)?);
                 return Ok(());
             }
-            for (scope, versions) in applied {
+            for strata_store::migrate::MigrationRun { scope, applied: versions } in applied {
                 if versions.is_empty() {
                     println!("{scope:<24} up to date");
                 } else {
