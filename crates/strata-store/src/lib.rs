@@ -331,6 +331,17 @@ impl Store {
     }
 }
 
+/// How [`Store::run_tx`] opens its [`db::Tx`].
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A write transaction, committed when `f` returns `Ok`.
+    Write,
+    /// Reads; on PostgreSQL each statement on its own.
+    Read,
+    /// Reads that must agree: one snapshot on both databases.
+    Snapshot,
+}
+
 impl Store {
     /// Runs `f` in a write transaction on the tenant's storage, holding one of its slots.
     pub(crate) async fn tenant_write<T, F>(&self, t: &TenantId, f: F) -> Result<T>
@@ -338,13 +349,7 @@ impl Store {
         T: Send + 'static,
         F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
     {
-        let _slot = self.slots.acquire(t).await?;
-        match &self.backend {
-            Backend::Sqlite(b) => b.tenant_db(t)?.run_write(f).await,
-            Backend::Postgres(b) => {
-                db::postgres::run_write(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
-            }
-        }
+        self.run_tx(Some(t), Mode::Write, f).await
     }
 
     /// Runs `f` on the tenant's storage without writing, holding one of its slots.
@@ -353,13 +358,7 @@ impl Store {
         T: Send + 'static,
         F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
     {
-        let _slot = self.slots.acquire(t).await?;
-        match &self.backend {
-            Backend::Sqlite(b) => b.tenant_db(t)?.run_read(f).await,
-            Backend::Postgres(b) => {
-                db::postgres::run_read(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
-            }
-        }
+        self.run_tx(Some(t), Mode::Read, f).await
     }
 
     /// Runs `f` on one consistent snapshot of the tenant's storage (several reads that must
@@ -369,14 +368,7 @@ impl Store {
         T: Send + 'static,
         F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
     {
-        let _slot = self.slots.acquire(t).await?;
-        match &self.backend {
-            // A SQLite read already runs in one read transaction.
-            Backend::Sqlite(b) => b.tenant_db(t)?.run_read(f).await,
-            Backend::Postgres(b) => {
-                db::postgres::run_snapshot(b.data_pool(), &postgres::schema_of(t), Some(t.as_str()), f).await
-            }
-        }
+        self.run_tx(Some(t), Mode::Snapshot, f).await
     }
 
     /// Runs `f` in a write transaction on the control plane.
@@ -385,10 +377,7 @@ impl Store {
         T: Send + 'static,
         F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
     {
-        match &self.backend {
-            Backend::Sqlite(b) => b.control_db().run_write(f).await,
-            Backend::Postgres(b) => db::postgres::run_write(b.control_pool(), "strata_control", None, f).await,
-        }
+        self.run_tx(None, Mode::Write, f).await
     }
 
     /// Runs `f` on the control plane without writing.
@@ -397,9 +386,48 @@ impl Store {
         T: Send + 'static,
         F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
     {
+        self.run_tx(None, Mode::Read, f).await
+    }
+
+    /// Opens a [`db::Tx`] on a tenant's storage (holding one of its slots) or, with no
+    /// tenant, on the control plane (its own pool: never queued behind tenants), and runs `f`.
+    async fn run_tx<T, F>(&self, tenant: Option<&TenantId>, mode: Mode, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'x> AsyncFnOnce(&mut db::Tx<'x>) -> Result<T> + Send + 'static,
+    {
+        let _slot = match tenant {
+            Some(t) => Some(self.slots.acquire(t).await?),
+            None => None,
+        };
         match &self.backend {
-            Backend::Sqlite(b) => b.control_db().run_read(f).await,
-            Backend::Postgres(b) => db::postgres::run_read(b.control_pool(), "strata_control", None, f).await,
+            Backend::Sqlite(b) => {
+                let tenant_db;
+                let db = match tenant {
+                    Some(t) => {
+                        tenant_db = b.tenant_db(t)?;
+                        &*tenant_db
+                    }
+                    None => b.control_db(),
+                };
+                match mode {
+                    Mode::Write => db.run_write(f).await,
+                    // A SQLite read already runs in one read transaction: a snapshot.
+                    Mode::Read | Mode::Snapshot => db.run_read(f).await,
+                }
+            }
+            Backend::Postgres(b) => {
+                let (pool, schema) = match tenant {
+                    Some(t) => (b.data_pool(), postgres::schema_of(t)),
+                    None => (b.control_pool(), "strata_control".to_string()),
+                };
+                let name = tenant.map(TenantId::as_str);
+                match mode {
+                    Mode::Write => db::postgres::run_write(pool, &schema, name, f).await,
+                    Mode::Read => db::postgres::run_read(pool, &schema, name, f).await,
+                    Mode::Snapshot => db::postgres::run_snapshot(pool, &schema, name, f).await,
+                }
+            }
         }
     }
 }

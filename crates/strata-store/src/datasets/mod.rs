@@ -109,6 +109,27 @@ impl Store {
     }
 }
 
+/// The DDL of a dataset table; only the column types differ between the databases (and
+/// SQLite's tables are STRICT, so a value is never silently coerced).
+fn create_table_sql(c: &Tx<'_>, t: &Table) -> String {
+    let sql_type = match c.dialect() {
+        Dialect::Sqlite => sqlite::sql_type,
+        Dialect::Postgres => postgres::sql_type,
+    };
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let pk = if i == t.pk { " PRIMARY KEY" } else { "" };
+            let required = if col.required { " NOT NULL" } else { "" };
+            format!("{} {}{pk}{required}", ident(&col.name), sql_type(col))
+        })
+        .collect();
+    let strict = if c.dialect() == Dialect::Sqlite { " STRICT" } else { "" };
+    format!("CREATE TABLE {} ({}){strict};", c.t(&ident(&t.name)), cols.join(", "))
+}
+
 pub(crate) fn column_list(t: &Table) -> String {
     t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
@@ -147,11 +168,7 @@ pub(crate) async fn apply(c: &mut Tx<'_>, def: &DatasetDef) -> Result<ApplyRepor
         Plan::Apply { create, version } => (create, version),
     };
     for t in &create {
-        let ddl = match c.dialect() {
-            Dialect::Sqlite => sqlite::create_table_sql(t),
-            Dialect::Postgres => postgres::create_table_sql(&c.t(&ident(&t.name)), t),
-        };
-        c.batch(&ddl).await?;
+        c.batch(&create_table_sql(c, t)).await?;
     }
     let seq = existing.iter().position(|d| d.name == def.name).unwrap_or(existing.len()) as i64;
     let sql = format!(
